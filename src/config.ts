@@ -1,0 +1,257 @@
+// The one reader of settings: CLI flags > environment > config file > defaults, validated and frozen.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { parse as parseYaml } from 'yaml';
+
+type Kind = 'string' | 'url' | 'int' | 'number' | 'switch' | 'enum';
+
+interface SettingSpec<K extends keyof Config = keyof Config> {
+  key: K;
+  env: string;
+  flag: string;
+  kind: Kind;
+  help: string;
+  /** what is allowed, in words, for the one-line error */
+  allowed: string;
+  schema: z.ZodType<Config[K]>;
+}
+
+export interface Config {
+  host: string;
+  port: number;
+  openaiUrl: string;
+  anthropicUrl: string;
+  ollamaUrl: string;
+  maxBodyMb: number;
+  connectTimeoutMs: number;
+  upstreamTimeoutMs: number;
+  streamIdleMs: number;
+  streamUsage: boolean;
+  shutdownGraceMs: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** the config file read, if any (LLMTAP_CONFIG / --config) */
+  configFile: string | null;
+}
+
+export const DEFAULTS: Readonly<Config> = Object.freeze({
+  host: '127.0.0.1',
+  port: 7878,
+  openaiUrl: 'https://api.openai.com',
+  anthropicUrl: 'https://api.anthropic.com',
+  ollamaUrl: 'http://127.0.0.1:11434',
+  maxBodyMb: 32,
+  connectTimeoutMs: 10_000,
+  upstreamTimeoutMs: 600_000,
+  streamIdleMs: 300_000,
+  streamUsage: true,
+  shutdownGraceMs: 10_000,
+  logLevel: 'info',
+  configFile: null,
+});
+
+const SWITCH_ON = ['on', 'true', '1', 'yes'];
+const SWITCH_OFF = ['off', 'false', '0', 'no'];
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const upstreamUrl = z
+  .string()
+  .url()
+  .refine((u) => /^https?:$/.test(new URL(u).protocol), 'http or https')
+  .transform((u) => u.replace(/\/+$/, ''));
+const onOff = z
+  .union([z.boolean(), z.string()])
+  .transform((v, ctx) => {
+    if (typeof v === 'boolean') return v;
+    const s = v.trim().toLowerCase();
+    if (SWITCH_ON.includes(s)) return true;
+    if (SWITCH_OFF.includes(s)) return false;
+    ctx.addIssue({ code: 'custom', message: 'on or off' });
+    return z.NEVER;
+  });
+
+function spec<K extends keyof Config>(s: SettingSpec<K>): SettingSpec<K> {
+  return s;
+}
+
+/** Every setting, in the order `llmtap --help` lists them. Later features add theirs here. */
+export const SETTINGS = [
+  spec({ key: 'host', env: 'LLMTAP_HOST', flag: 'host', kind: 'string', help: 'address to listen on', allowed: 'a host name or IP address', schema: z.string().min(1) }),
+  spec({ key: 'port', env: 'LLMTAP_PORT', flag: 'port', kind: 'int', help: 'port to listen on (0 picks a free one)', allowed: 'an integer from 0 to 65535', schema: int(0, 65535) }),
+  spec({ key: 'openaiUrl', env: 'LLMTAP_OPENAI_URL', flag: 'openai-url', kind: 'url', help: 'upstream for /v1/* (OpenAI dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
+  spec({ key: 'anthropicUrl', env: 'LLMTAP_ANTHROPIC_URL', flag: 'anthropic-url', kind: 'url', help: 'upstream for /v1/messages (Anthropic dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
+  spec({ key: 'ollamaUrl', env: 'LLMTAP_OLLAMA_URL', flag: 'ollama-url', kind: 'url', help: 'upstream for /api/* (Ollama dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
+  spec({ key: 'maxBodyMb', env: 'LLMTAP_MAX_BODY_MB', flag: 'max-body-mb', kind: 'number', help: 'largest client request body accepted, in MB (413 past it)', allowed: 'a number from 0.001 to 4096', schema: z.coerce.number().min(0.001).max(4096) }),
+  spec({ key: 'connectTimeoutMs', env: 'LLMTAP_CONNECT_TIMEOUT_MS', flag: 'connect-timeout-ms', kind: 'int', help: 'time to open a connection to an upstream (502 past it)', allowed: 'an integer from 1 to 600000', schema: int(1, 600_000) }),
+  spec({ key: 'upstreamTimeoutMs', env: 'LLMTAP_UPSTREAM_TIMEOUT_MS', flag: 'upstream-timeout-ms', kind: 'int', help: 'time to wait for the upstream response head (504 past it)', allowed: 'an integer from 1 to 86400000', schema: int(1, 86_400_000) }),
+  spec({ key: 'streamIdleMs', env: 'LLMTAP_STREAM_IDLE_MS', flag: 'stream-idle-ms', kind: 'int', help: 'longest silence inside a response body before it is ended (outcome upstream_idle)', allowed: 'an integer from 1 to 86400000', schema: int(1, 86_400_000) }),
+  spec({ key: 'streamUsage', env: 'LLMTAP_STREAM_USAGE', flag: 'stream-usage', kind: 'switch', help: 'ask OpenAI-dialect streams for usage and hide it from clients that did not ask', allowed: 'on or off', schema: onOff }),
+  spec({ key: 'shutdownGraceMs', env: 'LLMTAP_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', kind: 'int', help: 'on SIGTERM/SIGINT, how long in-flight exchanges may finish', allowed: 'an integer from 0 to 3600000', schema: int(0, 3_600_000) }),
+  spec({ key: 'logLevel', env: 'LLMTAP_LOG_LEVEL', flag: 'log-level', kind: 'enum', help: 'log level', allowed: LOG_LEVELS.join(', '), schema: z.enum(LOG_LEVELS) }),
+] as const satisfies readonly SettingSpec[];
+
+const CONFIG_FILE = { env: 'LLMTAP_CONFIG', flag: 'config' } as const;
+
+/** A settings problem: main prints its message (one line) and exits 1. */
+export class ConfigError extends Error {
+  readonly code = 'LLMTAP_BAD_SETTING';
+}
+
+export type RawSettings = Partial<Record<keyof Config, unknown>>;
+
+export interface ConfigSources {
+  argv?: readonly string[];
+  env?: Readonly<Record<string, string | undefined>>;
+  /** values set by code (tests, the demo); they win over everything */
+  overrides?: RawSettings;
+}
+
+export type CliAction = { kind: 'run'; config: Config } | { kind: 'help'; text: string } | { kind: 'version' };
+
+/** Parses CLI flags (--name value, --name=value, --switch, --no-switch) into raw setting values. */
+function parseArgv(argv: readonly string[]): { raw: RawSettings; configFile?: string; help: boolean; version: boolean } {
+  const raw: RawSettings = {};
+  let configFile: string | undefined;
+  let help = false;
+  let version = false;
+  const byFlag = new Map<string, (typeof SETTINGS)[number]>(SETTINGS.map((s) => [s.flag, s]));
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    if (arg === '--version' || arg === '-v') { version = true; continue; }
+    if (!arg.startsWith('--')) throw new ConfigError(`llmtap: unexpected argument "${arg}" (settings are given as --name value; see llmtap --help)`);
+    const eq = arg.indexOf('=');
+    let name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
+    let value: string | undefined = eq === -1 ? undefined : arg.slice(eq + 1);
+    if (name === CONFIG_FILE.flag) {
+      configFile = value ?? argv[++i];
+      if (!configFile) throw new ConfigError('llmtap: --config needs a file path');
+      continue;
+    }
+    let negated = false;
+    if (!byFlag.has(name) && name.startsWith('no-') && byFlag.get(name.slice(3))?.kind === 'switch') {
+      name = name.slice(3);
+      negated = true;
+    }
+    const s = byFlag.get(name);
+    if (!s) throw new ConfigError(`llmtap: unknown option --${name} (see llmtap --help for the settings)`);
+    if (s.kind === 'switch') {
+      if (value === undefined && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--'))) value = negated ? 'off' : 'on';
+      else if (value === undefined) value = argv[++i];
+      else if (negated) throw new ConfigError(`llmtap: --no-${name} takes no value`);
+    } else if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new ConfigError(`llmtap: --${name} needs a value (${s.allowed})`);
+    }
+    raw[s.key] = value;
+  }
+  return { raw, configFile, help, version };
+}
+
+function readConfigFile(path: string): RawSettings {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`llmtap: cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = /\.json$/i.test(path) ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`llmtap: config file ${path} does not parse: ${(err as Error).message.split('\n')[0]}`);
+  }
+  if (data === null || data === undefined) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`llmtap: config file ${path} must hold a mapping of settings`);
+  const raw: RawSettings = {};
+  // A file may name a setting by its key (maxBodyMb), its snake_case form (max_body_mb), its flag or its env name.
+  const names = new Map<string, (typeof SETTINGS)[number]>();
+  for (const s of SETTINGS) {
+    for (const n of [s.key, s.flag, s.flag.replace(/-/g, '_'), s.env]) names.set(n.toLowerCase(), s);
+  }
+  for (const [k, v] of Object.entries(data as Record<string, unknown>)) {
+    const s = names.get(k.toLowerCase());
+    if (!s) throw new ConfigError(`llmtap: config file ${path} has an unknown setting "${k}" (see llmtap --help)`);
+    raw[s.key] = v;
+  }
+  return raw;
+}
+
+function fromEnv(env: Readonly<Record<string, string | undefined>>): RawSettings {
+  const raw: RawSettings = {};
+  for (const s of SETTINGS) {
+    const v = env[s.env];
+    if (v !== undefined && v !== '') raw[s.key] = v;
+  }
+  return raw;
+}
+
+function describeSource(s: (typeof SETTINGS)[number], layers: { name: string; raw: RawSettings }[]): string {
+  const layer = layers.find((l) => l.raw[s.key] !== undefined);
+  if (!layer) return s.env;
+  if (layer.name === 'cli') return `--${s.flag}`;
+  if (layer.name === 'env') return s.env;
+  if (layer.name === 'file') return `${s.env} (in the config file)`;
+  return s.env;
+}
+
+function validate(layers: { name: string; raw: RawSettings }[], configFile: string | null): Config {
+  const out: Record<string, unknown> = { configFile };
+  for (const s of SETTINGS) {
+    const layer = layers.find((l) => l.raw[s.key] !== undefined);
+    const value = layer ? layer.raw[s.key] : DEFAULTS[s.key];
+    const parsed = (s.schema as z.ZodType).safeParse(value);
+    if (!parsed.success) {
+      const shown = typeof value === 'string' ? JSON.stringify(value) : String(value);
+      throw new ConfigError(`llmtap: invalid setting ${describeSource(s, layers)}=${shown}: expected ${s.allowed}`);
+    }
+    out[s.key] = parsed.data;
+  }
+  return Object.freeze(out) as unknown as Config;
+}
+
+/** Resolves the settings into a frozen Config, or what the CLI asked for instead (--help, --version). */
+export function loadConfig(sources: ConfigSources = {}): CliAction {
+  const env = sources.env ?? {};
+  const cli = parseArgv(sources.argv ?? []);
+  if (cli.help) return { kind: 'help', text: helpText() };
+  if (cli.version) return { kind: 'version' };
+  const configFile = cli.configFile ?? env[CONFIG_FILE.env] ?? null;
+  const file = configFile ? readConfigFile(configFile) : {};
+  const layers = [
+    { name: 'overrides', raw: sources.overrides ?? {} },
+    { name: 'cli', raw: cli.raw },
+    { name: 'env', raw: fromEnv(env) },
+    { name: 'file', raw: file },
+  ];
+  return { kind: 'run', config: validate(layers, configFile || null) };
+}
+
+/** A Config from defaults plus the given values: for tests and embedding. Throws ConfigError on a bad value. */
+export function configWith(overrides: RawSettings = {}): Config {
+  const action = loadConfig({ overrides });
+  if (action.kind !== 'run') throw new Error('unreachable');
+  return action.config;
+}
+
+export function helpText(): string {
+  const rows = SETTINGS.map((s) => {
+    const flag = s.kind === 'switch' ? `--${s.flag} / --no-${s.flag}` : `--${s.flag} <${s.kind}>`;
+    const def = DEFAULTS[s.key];
+    const shownDefault = typeof def === 'boolean' ? (def ? 'on' : 'off') : String(def);
+    return `  ${flag.padEnd(34)} ${s.env.padEnd(28)} default ${shownDefault}\n      ${s.help}`;
+  });
+  return [
+    'llmtap: a transparent proxy that records LLM API exchanges as OpenTelemetry spans and metrics',
+    '',
+    'Usage: llmtap [options]',
+    '',
+    'Every setting can be given as a flag, an environment variable or a key in a YAML/JSON file',
+    `(--config <file> or ${CONFIG_FILE.env}); precedence: flag > environment > file > default.`,
+    '',
+    ...rows,
+    `  ${'--config <file>'.padEnd(34)} ${CONFIG_FILE.env.padEnd(28)} default none\n      YAML or JSON file of settings (keys like port or max_body_mb)`,
+    `  ${'--help, --version'.padEnd(34)}`,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,76 @@
+// Ollama dialect: /api/chat, /api/generate (NDJSON streams by default) and /api/embed.
+import type { Operation, RequestParams } from '../exchange/record.ts';
+import { createObserver, num, obj, setIfNumber, str, usageOf, arr, type ObservedState } from './observe.ts';
+import type { JsonBodyView } from './json-body.ts';
+import type { Dialect, RequestInfo } from './types.ts';
+
+const OPERATIONS: Record<string, Operation> = {
+  '/api/chat': 'chat',
+  '/api/generate': 'text_completion',
+  '/api/embed': 'embeddings',
+  '/api/embeddings': 'embeddings',
+};
+
+export function inspectOllamaRequest(path: string, body: unknown): RequestInfo {
+  const b = obj(body);
+  const operation = OPERATIONS[path] ?? null;
+  const params: RequestParams = {};
+  const o = obj(b?.options);
+  if (o) {
+    setIfNumber(params, 'maxTokens', o.num_predict);
+    setIfNumber(params, 'temperature', o.temperature);
+    setIfNumber(params, 'topP', o.top_p);
+    setIfNumber(params, 'topK', o.top_k);
+    setIfNumber(params, 'seed', o.seed);
+    setIfNumber(params, 'frequencyPenalty', o.frequency_penalty);
+    setIfNumber(params, 'presencePenalty', o.presence_penalty);
+    if (Array.isArray(o.stop)) params.stopSequences = o.stop.filter((s): s is string => typeof s === 'string');
+  }
+  return {
+    model: str(b?.model) || 'unknown',
+    // Ollama streams chat and generate unless the client says stream:false.
+    stream: (operation === 'chat' || operation === 'text_completion') && b !== undefined && b.stream !== false,
+    operation,
+    params,
+  };
+}
+
+function line(o: Record<string, unknown>, now: number, s: ObservedState): void {
+  s.responseModel ??= str(o.model) ?? null;
+  const message = obj(o.message);
+  s.content(str(message?.content) ?? '', now);
+  s.content(str(message?.thinking) ?? str(o.thinking) ?? '', now);
+  for (const call of arr(message?.tool_calls)) s.content(JSON.stringify(call), now);
+  s.content(str(o.response) ?? '', now);
+  if (o.done === true) {
+    s.complete = true;
+    const reason = str(o.done_reason);
+    if (reason) s.finishReasons = [reason];
+    s.usage = usageOf({
+      input: num(o.prompt_eval_count),
+      output: num(o.eval_count),
+      total: num(o.prompt_eval_count) !== undefined && num(o.eval_count) !== undefined ? num(o.prompt_eval_count)! + num(o.eval_count)! : undefined,
+    });
+  }
+  if (typeof o.error === 'string') s.streamError = o.error;
+}
+
+function json(view: JsonBodyView, s: ObservedState): void {
+  const whole = obj(view.whole);
+  if (whole) {
+    line(whole, 0, s);
+    // /api/embed reports only prompt_eval_count and has no done flag.
+    if (whole.done === undefined) s.usage = usageOf({ input: num(whole.prompt_eval_count) });
+  } else {
+    s.responseModel = str(view.find('model')) ?? null;
+    s.usage = usageOf({ input: num(view.find('prompt_eval_count')), output: num(view.find('eval_count')) });
+  }
+  s.firstContentAt = null;
+}
+
+export const ollama: Dialect = {
+  name: 'ollama',
+  inspectRequest: inspectOllamaRequest,
+  createObserver: (init) => createObserver(init, { ndjson: line, json }),
+  errorBody: ({ code, message }) => ({ error: message, code }),
+};

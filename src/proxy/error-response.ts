@@ -1,0 +1,18 @@
+// Answers the client with llmtap's own error, in the shape the client's SDK already knows how to read.
+import type { ServerResponse } from 'node:http';
+import type { Dialect } from '../dialects/index.ts';
+import type { LlmtapError } from '../errors.ts';
+
+export function sendError(res: ServerResponse, dialect: Dialect, err: LlmtapError, opts: { closeConnection?: boolean } = {}): void {
+  const message = err.expose ? err.message : 'llmtap failed to handle this request; see its log';
+  const body = JSON.stringify(dialect.errorBody({ status: err.status, code: err.code, message }));
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'x-llmtap-error': err.code,
+  };
+  // An unread request body would otherwise be parsed as the next request on this connection.
+  if (opts.closeConnection) headers.connection = 'close';
+  res.writeHead(err.status, headers);
+  res.end(body);
+}

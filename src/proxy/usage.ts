@@ -1,0 +1,43 @@
+// Settles an exchange's token usage: the upstream's own numbers, else an estimate with a real tokenizer.
+import type { Observation, RequestInfo } from '../dialects/index.ts';
+import type { Outcome, TokenUsage } from '../exchange/record.ts';
+import { estimateTokens, promptText } from '../tokens/estimate.ts';
+
+export interface UsageInputs {
+  info: RequestInfo;
+  observation: Observation | null;
+  status: number | null;
+  outcome: Outcome;
+  /** the request body's JSON, read lazily: only an estimate needs the prompt */
+  requestJson: () => unknown;
+}
+
+const NONE: TokenUsage = { input: null, output: null, total: null, cacheRead: null, cacheWrite: null, reasoning: null, source: 'none' };
+
+export async function settleUsage({ info, observation, status, outcome, requestJson }: UsageInputs): Promise<TokenUsage> {
+  const reported = observation?.usage ?? null;
+  const embeddings = info.operation === 'embeddings';
+  const base: TokenUsage = {
+    ...NONE,
+    input: reported?.input ?? null,
+    output: embeddings ? null : reported?.output ?? null,
+    cacheRead: reported?.cacheRead ?? null,
+    cacheWrite: reported?.cacheWrite ?? null,
+    reasoning: reported?.reasoning ?? null,
+  };
+  const complete = base.input !== null && (embeddings || base.output !== null);
+  if (complete) {
+    return { ...base, total: reported?.total ?? base.input! + (base.output ?? 0), source: 'reported' };
+  }
+  // Estimate only what a model really processed: a generation call that got a successful response.
+  const generated = info.operation !== null && status !== null && status >= 200 && status < 300 && outcome !== 'upstream_unreachable';
+  if (!generated) {
+    return reported ? { ...base, total: reported.total ?? null, source: 'reported' } : NONE;
+  }
+  if (base.input === null) {
+    const { text, tokenIds } = promptText(requestJson());
+    base.input = (await estimateTokens(text)) + tokenIds;
+  }
+  if (base.output === null && !embeddings && observation) base.output = await observation.estimateOutputTokens();
+  return { ...base, total: base.input + (base.output ?? 0), source: 'estimated' };
+}

@@ -1,0 +1,100 @@
+// Starts llmtap in this process: builds the app from a Config, listens, and returns a handle to stop it.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Agent } from 'undici';
+import { createApp } from './app.ts';
+import { ConfigError, type Config } from './config.ts';
+import { createExchangeBus, type ExchangeBus } from './exchange/bus.ts';
+import { logTap } from './exchange/log-tap.ts';
+import { createLogger, type Logger } from './log.ts';
+import { createRouter } from './proxy/route.ts';
+
+export interface RunningLlmtap {
+  /** http://host:port of the proxy */
+  url: string;
+  port: number;
+  config: Config;
+  bus: ExchangeBus;
+  /** exchanges in flight right now */
+  inFlight(): number;
+  /** graceful: stop accepting, let in-flight exchanges finish up to shutdownGraceMs, close subscribers */
+  close(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export async function startLlmtap(config: Config, opts: { logger?: Logger } = {}): Promise<RunningLlmtap> {
+  const log = opts.logger ?? createLogger(config).logger;
+  const bus = createExchangeBus((f) =>
+    log.error({ tap: f.tap, hook: f.hook, err: f.error }, `subscriber "${f.tap}" failed in ${f.hook}: ${f.error.message} (proxying goes on; further failures are counted, not logged)`),
+  );
+  bus.subscribe(logTap(log));
+
+  const agent = new Agent({
+    keepAliveTimeout: 30_000,
+    connect: { timeout: config.connectTimeoutMs },
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  });
+  const inflight = new Set<Promise<unknown>>();
+  let internalErrors = 0;
+  const app = createApp({
+    config,
+    agent,
+    bus,
+    log,
+    inflight,
+    route: createRouter(config),
+    onInternalError(err, where) {
+      internalErrors++;
+      log.error({ err, exchange: where.id, url: where.url, count: internalErrors }, `llmtap internal error on ${where.url}: ${(err as Error)?.message ?? String(err)}`);
+    },
+  });
+
+  const server = http.createServer(app.callback());
+  // LLM calls can take minutes: Node's 5-minute whole-request timeout would cut long generations.
+  server.requestTimeout = 0;
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'the port is already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
+      reject(new ConfigError(`llmtap: cannot listen on ${config.host}:${config.port}: ${why} (set LLMTAP_PORT / --port, LLMTAP_HOST / --host)`));
+    };
+    server.once('error', onError);
+    server.listen(config.port, config.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      server.close();
+      server.closeIdleConnections();
+      if (inflight.size > 0) {
+        await Promise.race([Promise.allSettled([...inflight]), sleep(config.shutdownGraceMs)]);
+      }
+      if (inflight.size > 0) {
+        log.warn(`shutdown grace (${config.shutdownGraceMs} ms) is over: cutting ${inflight.size} exchange(s) still in flight`);
+        server.closeAllConnections();
+        // Cut exchanges still produce their records; give them a moment to do so.
+        await Promise.race([Promise.allSettled([...inflight]), sleep(1000)]);
+      }
+      server.closeAllConnections();
+      await bus.close();
+      await agent.close().catch(() => agent.destroy());
+    })();
+    return closing;
+  };
+
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    config,
+    bus,
+    inFlight: () => inflight.size,
+    close,
+  };
+}

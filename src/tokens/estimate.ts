@@ -1,0 +1,97 @@
+// Token estimates with a real tokenizer (o200k_base) for upstreams that report no usage; CPU and memory bounded.
+
+type CountTokens = (text: string) => number;
+
+let counter: Promise<CountTokens> | null = null;
+
+/** The tokenizer's tables are a few MB: load them on the first estimate, not at start-up. */
+export function loadTokenCounter(): Promise<CountTokens> {
+  counter ??= import('gpt-tokenizer/encoding/o200k_base').then((m) => (text: string) => m.countTokens(text));
+  return counter;
+}
+
+/** Past this much text, count a sample and scale: an estimate must not stall the event loop on a 30 MB prompt. */
+const EXACT_CHARS = 1_000_000;
+
+export async function estimateTokens(text: string): Promise<number> {
+  if (text.length === 0) return 0;
+  const count = await loadTokenCounter();
+  if (text.length <= EXACT_CHARS) return count(text);
+  const sample = text.slice(0, EXACT_CHARS);
+  return Math.round((count(sample) / sample.length) * text.length);
+}
+
+/** Keys under which request bodies of all three dialects carry text a model reads. */
+const TEXT_KEYS = new Set(['content', 'text', 'prompt', 'input', 'system', 'instructions', 'arguments', 'thinking']);
+
+/**
+ * The prompt text of a request body, for estimating input tokens: every string under a text-bearing key,
+ * whatever the dialect's nesting (messages[].content[].text, input[], system ...). Token-id arrays count as
+ * their length, returned separately.
+ */
+export function promptText(body: unknown): { text: string; tokenIds: number } {
+  const parts: string[] = [];
+  let tokenIds = 0;
+  let budget = 10_000_000; // characters; a bound on work, not a limit anyone reaches with a 32 MB body
+  const walk = (v: unknown, underText: boolean, depth: number): void => {
+    if (depth > 64 || budget <= 0) return;
+    if (typeof v === 'string') {
+      if (underText) {
+        parts.push(v);
+        budget -= v.length;
+      }
+      return;
+    }
+    if (Array.isArray(v)) {
+      if (underText && v.length > 0 && v.every((x) => typeof x === 'number')) {
+        tokenIds += v.length;
+        return;
+      }
+      for (const x of v) walk(x, underText, depth + 1);
+      return;
+    }
+    if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v as Record<string, unknown>)) walk(x, underText || TEXT_KEYS.has(k), depth + 1);
+    }
+  };
+  walk(body, false, 0);
+  return { text: parts.join('\n'), tokenIds };
+}
+
+/**
+ * Collects generated text as it streams, for an output estimate at the end. Memory stays bounded: past a
+ * threshold the held text is counted and dropped (the count may differ by a token at each cut).
+ */
+export function createTextTally(): { add(text: string): void; total(): Promise<number>; hasText(): boolean } {
+  const HOLD = 64 * 1024;
+  let held: string[] = [];
+  let heldChars = 0;
+  let counted = 0;
+  let pendingCounts: Promise<number>[] = [];
+  let seen = false;
+  return {
+    add(text) {
+      if (!text) return;
+      seen = true;
+      held.push(text);
+      heldChars += text.length;
+      if (heldChars > HOLD) {
+        const chunk = held.join('');
+        held = [];
+        heldChars = 0;
+        pendingCounts.push(estimateTokens(chunk));
+      }
+    },
+    async total() {
+      const parts = await Promise.all([...pendingCounts, estimateTokens(held.join(''))]);
+      pendingCounts = [];
+      held = [];
+      heldChars = 0;
+      counted += parts.reduce((a, b) => a + b, 0);
+      return counted;
+    },
+    hasText() {
+      return seen;
+    },
+  };
+}
