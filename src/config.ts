@@ -53,12 +53,25 @@ const SWITCH_ON = ['on', 'true', '1', 'yes'];
 const SWITCH_OFF = ['off', 'false', '0', 'no'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
-const upstreamUrl = z
-  .string()
-  .url()
-  .refine((u) => /^https?:$/.test(new URL(u).protocol), 'http or https')
-  .transform((u) => u.replace(/\/+$/, ''));
+/** A number given as a number (file) or as digits (env, flag); anything else is refused, never coerced. */
+const numeric = (pattern: RegExp) =>
+  z.union([z.number(), z.string().trim().regex(pattern).transform(Number)]).pipe(z.number().finite());
+const int = (min: number, max: number) => numeric(/^-?\d+$/).pipe(z.number().int().min(min).max(max));
+const decimal = (min: number, max: number) => numeric(/^-?(\d+\.?\d*|\.\d+)$/).pipe(z.number().min(min).max(max));
+const upstreamUrl = z.string().transform((u, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(u);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'not a URL' });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: 'http or https' });
+    return z.NEVER;
+  }
+  return u.replace(/\/+$/, '');
+});
 const onOff = z
   .union([z.boolean(), z.string()])
   .transform((v, ctx) => {
@@ -81,7 +94,7 @@ export const SETTINGS = [
   spec({ key: 'openaiUrl', env: 'LLMTAP_OPENAI_URL', flag: 'openai-url', kind: 'url', help: 'upstream for /v1/* (OpenAI dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
   spec({ key: 'anthropicUrl', env: 'LLMTAP_ANTHROPIC_URL', flag: 'anthropic-url', kind: 'url', help: 'upstream for /v1/messages (Anthropic dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
   spec({ key: 'ollamaUrl', env: 'LLMTAP_OLLAMA_URL', flag: 'ollama-url', kind: 'url', help: 'upstream for /api/* (Ollama dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
-  spec({ key: 'maxBodyMb', env: 'LLMTAP_MAX_BODY_MB', flag: 'max-body-mb', kind: 'number', help: 'largest client request body accepted, in MB (413 past it)', allowed: 'a number from 0.001 to 4096', schema: z.coerce.number().min(0.001).max(4096) }),
+  spec({ key: 'maxBodyMb', env: 'LLMTAP_MAX_BODY_MB', flag: 'max-body-mb', kind: 'number', help: 'largest client request body accepted, in MB (413 past it)', allowed: 'a number from 0.001 to 4096', schema: decimal(0.001, 4096) }),
   spec({ key: 'connectTimeoutMs', env: 'LLMTAP_CONNECT_TIMEOUT_MS', flag: 'connect-timeout-ms', kind: 'int', help: 'time to open a connection to an upstream (502 past it)', allowed: 'an integer from 1 to 600000', schema: int(1, 600_000) }),
   spec({ key: 'upstreamTimeoutMs', env: 'LLMTAP_UPSTREAM_TIMEOUT_MS', flag: 'upstream-timeout-ms', kind: 'int', help: 'time to wait for the upstream response head (504 past it)', allowed: 'an integer from 1 to 86400000', schema: int(1, 86_400_000) }),
   spec({ key: 'streamIdleMs', env: 'LLMTAP_STREAM_IDLE_MS', flag: 'stream-idle-ms', kind: 'int', help: 'longest silence inside a response body before it is ended (outcome upstream_idle)', allowed: 'an integer from 1 to 86400000', schema: int(1, 86_400_000) }),

@@ -36,8 +36,8 @@ export function createJsonBodyCollector(): JsonBodyCollector {
         // Crossing the limit: keep the first EDGE bytes, then a rolling tail.
         const all = Buffer.concat([...chunks, chunk]);
         chunks.length = 0;
-        head = all.subarray(0, EDGE);
-        tail = [all.subarray(Math.max(EDGE, all.length - EDGE))];
+        head = Buffer.from(all.subarray(0, EDGE)); // a copy: a view would keep the whole joined buffer alive
+        tail = [Buffer.from(all.subarray(Math.max(EDGE, all.length - EDGE)))];
         tailSize = tail[0]!.length;
         return;
       }
@@ -124,4 +124,28 @@ function valueEnd(text: string, from: number): number {
   }
   const m = /^[^,}\]\s]+/.exec(text.slice(i, i + 64));
   return m ? i + m[0].length : -1;
+}
+
+/** Where the value of a top-level key of a JSON object text starts and ends, for byte-preserving edits. */
+export function topLevelMember(text: string, key: string): { start: number; end: number } | null {
+  let i = text.indexOf('{');
+  if (i === -1) return null;
+  i++;
+  for (let guard = 0; guard < 100_000 && i < text.length; guard++) {
+    while (i < text.length && /[\s,]/.test(text[i]!)) i++;
+    if (text[i] !== '"') return null;
+    const keyEnd = valueEnd(text, i);
+    if (keyEnd === -1) return null;
+    const name: unknown = JSON.parse(text.slice(i, keyEnd));
+    i = keyEnd;
+    while (i < text.length && /\s/.test(text[i]!)) i++;
+    if (text[i] !== ':') return null;
+    i++;
+    while (i < text.length && /\s/.test(text[i]!)) i++;
+    const end = valueEnd(text, i);
+    if (end === -1) return null;
+    if (name === key) return { start: i, end };
+    i = end;
+  }
+  return null;
 }

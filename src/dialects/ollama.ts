@@ -62,8 +62,11 @@ function json(view: JsonBodyView, s: ObservedState): void {
     // /api/embed reports only prompt_eval_count and has no done flag.
     if (whole.done === undefined) s.usage = usageOf({ input: num(whole.prompt_eval_count) });
   } else {
-    s.responseModel = str(view.find('model')) ?? null;
-    s.usage = usageOf({ input: num(view.find('prompt_eval_count')), output: num(view.find('eval_count')) });
+    // Too large to hold: the final fields sit in the tail; read them as the small-body path would.
+    const fields: Record<string, unknown> = {};
+    for (const k of ['model', 'done', 'done_reason', 'prompt_eval_count', 'eval_count', 'error']) fields[k] = view.find(k);
+    line(fields, 0, s);
+    if (fields.done === undefined) s.usage = usageOf({ input: num(fields.prompt_eval_count) });
   }
   s.firstContentAt = null;
 }

@@ -1,4 +1,5 @@
 // Asks OpenAI-dialect streams for usage (stream_options.include_usage) and hides the answer from clients that did not ask.
+import { topLevelMember } from './json-body.ts';
 import { obj } from './observe.ts';
 import type { BodyRewrite, ResponseTransform } from './types.ts';
 
@@ -20,9 +21,25 @@ export function requestStreamUsage(path: string, body: unknown, raw: Buffer): Bo
     const insert = '"stream_options":{"include_usage":true}' + (raw[j] === 0x7d /* } */ ? '' : ',');
     rewritten = Buffer.concat([raw.subarray(0, i + 1), Buffer.from(insert), raw.subarray(i + 1)]);
   } else {
-    rewritten = Buffer.from(JSON.stringify({ ...b, stream_options: { ...(obj(options) ?? {}), include_usage: true } }));
+    const edited = setIncludeUsage(raw.toString('utf8'));
+    if (edited === null) return null;
+    rewritten = Buffer.from(edited, 'utf8');
   }
   return { body: rewritten, createResponseTransform: createUsageStripper };
+}
+
+/** Sets stream_options.include_usage in place, leaving every other byte of the body as the client wrote it. */
+function setIncludeUsage(text: string): string | null {
+  const member = topLevelMember(text, 'stream_options');
+  if (!member) return null;
+  const value = text.slice(member.start, member.end);
+  const splice = (start: number, end: number, insert: string) => text.slice(0, start) + insert + text.slice(end);
+  if (value === 'null') return splice(member.start, member.end, '{"include_usage":true}');
+  if (!value.startsWith('{')) return null;
+  const inner = topLevelMember(value, 'include_usage');
+  if (inner) return splice(member.start + inner.start, member.start + inner.end, 'true');
+  const empty = /^\{\s*\}$/.test(value);
+  return splice(member.start + 1, member.start + 1, '"include_usage":true' + (empty ? '' : ','));
 }
 
 /** Held bytes past which the stripper gives up and passes everything through unchanged. */

@@ -132,7 +132,12 @@ function json(view: JsonBodyView, s: ObservedState): void {
   const err = obj(view.find('error'));
   if (err) s.streamError = str(err.message) ?? null;
   const whole = obj(view.whole);
-  if (!whole) return;
+  if (!whole) {
+    // Too large to hold: the last finish_reason / status sits in the tail with the usage.
+    const finish = str(view.find('finish_reason')) ?? (view.find('object') === 'response' ? str(view.find('status')) : undefined);
+    if (finish) s.finishReasons = [finish];
+    return;
+  }
   if (whole.object === 'response') {
     finishResponse(whole, s);
     for (const item of arr(whole.output)) {

@@ -25,21 +25,23 @@ export async function estimateTokens(text: string): Promise<number> {
 const TEXT_KEYS = new Set(['content', 'text', 'prompt', 'input', 'system', 'instructions', 'arguments', 'thinking']);
 
 /**
- * The prompt text of a request body, for estimating input tokens: every string under a text-bearing key,
- * whatever the dialect's nesting (messages[].content[].text, input[], system ...). Token-id arrays count as
- * their length, returned separately.
+ * The prompt text of a request body, for estimating input tokens: every string reached through text-bearing
+ * keys only (messages[].content[].text, input[], system ...), so image data, block types and URLs beside the
+ * text are not counted. Token-id arrays count as their length, returned separately.
  */
 export function promptText(body: unknown): { text: string; tokenIds: number } {
   const parts: string[] = [];
   let tokenIds = 0;
   let budget = 10_000_000; // characters; a bound on work, not a limit anyone reaches with a 32 MB body
-  const walk = (v: unknown, underText: boolean, depth: number): void => {
+  const collect = (text: string): void => {
+    parts.push(text);
+    budget -= text.length;
+  };
+  const walk = (v: unknown, underText: boolean, inArray: boolean, depth: number): void => {
     if (depth > 64 || budget <= 0) return;
     if (typeof v === 'string') {
-      if (underText) {
-        parts.push(v);
-        budget -= v.length;
-      }
+      // An inline image or file handed over as a data URL is not text the tokenizer would see.
+      if (underText && !v.startsWith('data:')) collect(v);
       return;
     }
     if (Array.isArray(v)) {
@@ -47,14 +49,21 @@ export function promptText(body: unknown): { text: string; tokenIds: number } {
         tokenIds += v.length;
         return;
       }
-      for (const x of v) walk(x, underText, depth + 1);
+      for (const x of v) walk(x, underText, true, depth + 1);
       return;
     }
     if (v && typeof v === 'object') {
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) walk(x, underText || TEXT_KEYS.has(k), depth + 1);
+      const entries = Object.entries(v as Record<string, unknown>);
+      // Tool-call input/arguments given as an object are tokens too, as the model wrote them (JSON).
+      if (underText && !inArray && !entries.some(([k]) => TEXT_KEYS.has(k))) {
+        collect(JSON.stringify(v));
+        return;
+      }
+      // Only a text key makes its value text: { type: 'image', source: { data } } in content stays out.
+      for (const [k, x] of entries) walk(x, TEXT_KEYS.has(k), false, depth + 1);
     }
   };
-  walk(body, false, 0);
+  walk(body, false, false, 0);
   return { text: parts.join('\n'), tokenIds };
 }
 
