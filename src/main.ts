@@ -31,10 +31,10 @@ try {
   throw err;
 }
 
-const { logger, flush } = createLogger(config);
+const { logger, jsonLine, flush } = createLogger(config);
 let proxy;
 try {
-  proxy = await startLlmtap(config, { logger });
+  proxy = await startLlmtap(config, { logger, jsonLine });
 } catch (err) {
   fatal(err instanceof ConfigError ? err.message : `llmtap: failed to start: ${(err as Error).message}`);
 }

@@ -6,7 +6,7 @@ import { createApp } from './app.ts';
 import { ConfigError, type Config } from './config.ts';
 import { createExchangeBus, type ExchangeBus } from './exchange/bus.ts';
 import { logTap } from './exchange/log-tap.ts';
-import { createLogger, type Logger } from './log.ts';
+import { createLogger, type JsonLineWriter, type Logger } from './log.ts';
 import { createRouter } from './proxy/route.ts';
 
 export interface RunningLlmtap {
@@ -23,12 +23,13 @@ export interface RunningLlmtap {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-export async function startLlmtap(config: Config, opts: { logger?: Logger } = {}): Promise<RunningLlmtap> {
-  const log = opts.logger ?? createLogger(config).logger;
+export async function startLlmtap(config: Config, opts: { logger?: Logger; jsonLine?: JsonLineWriter | null } = {}): Promise<RunningLlmtap> {
+  const handle = opts.logger ? null : createLogger(config);
+  const log = opts.logger ?? handle!.logger;
   const bus = createExchangeBus((f) =>
     log.error({ tap: f.tap, hook: f.hook, err: f.error }, `subscriber "${f.tap}" failed in ${f.hook}: ${f.error.message} (proxying goes on; further failures are counted, not logged)`),
   );
-  bus.subscribe(logTap(log));
+  bus.subscribe(logTap(log, opts.jsonLine ?? handle?.jsonLine ?? null));
 
   const agent = new Agent({
     keepAliveTimeout: 30_000,

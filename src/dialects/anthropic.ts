@@ -1,6 +1,6 @@
 // Anthropic Messages dialect: message_start / content_block_delta / message_delta SSE, or one message object.
 import type { RequestParams } from '../exchange/record.ts';
-import { arr, createObserver, num, obj, setIfNumber, str, usageOf, type ObservedState } from './observe.ts';
+import { arr, createObserver, num, obj, parseChunk, setIfNumber, str, tryParse, usageOf, type ObservedState } from './observe.ts';
 import type { JsonBodyView } from './json-body.ts';
 import type { Dialect, ReportedUsage, RequestInfo } from './types.ts';
 import type { SseEvent } from './sse.ts';
@@ -44,13 +44,12 @@ function contentOf(delta: Record<string, unknown>): string {
 }
 
 function sse(ev: SseEvent, now: number, s: ObservedState): void {
-  let o: Record<string, unknown> | undefined;
-  try {
-    o = obj(JSON.parse(ev.data));
-  } catch {
-    s.note(`skipped an SSE event that is not JSON: ${ev.data.slice(0, 60)}`);
+  // Deltas after the first content tell nothing new: keep them unparsed for a possible estimate.
+  if (ev.event === 'content_block_delta' && s.firstContentAt !== null) {
+    s.defer(ev.data);
     return;
   }
+  const o = parseChunk(ev.data, s, 'an SSE event');
   if (!o) return;
   switch (str(o.type) ?? ev.event) {
     case 'message_start': {
@@ -90,6 +89,11 @@ function sse(ev: SseEvent, now: number, s: ObservedState): void {
   }
 }
 
+function extract(raw: string): string {
+  const delta = obj(tryParse(raw)?.delta);
+  return delta ? contentOf(delta) : '';
+}
+
 function json(view: JsonBodyView, s: ObservedState): void {
   s.responseId = str(view.find('id')) ?? null;
   s.responseModel = str(view.find('model')) ?? null;
@@ -108,7 +112,7 @@ function json(view: JsonBodyView, s: ObservedState): void {
 export const anthropic: Dialect = {
   name: 'anthropic',
   inspectRequest: inspectAnthropicRequest,
-  createObserver: (init) => createObserver(init, { sse, json }),
+  createObserver: (init) => createObserver(init, { sse, json, extract }),
   errorBody: ({ status, code, message }) => ({
     type: 'error',
     error: {

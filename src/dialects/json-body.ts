@@ -47,7 +47,7 @@ export function createJsonBodyCollector(): JsonBodyCollector {
     },
     end() {
       if (head === null) {
-        const text = Buffer.concat(chunks).toString('utf8');
+        const text = (chunks.length === 1 ? Buffer.from(chunks[0]!.buffer, chunks[0]!.byteOffset, chunks[0]!.byteLength) : Buffer.concat(chunks)).toString('utf8');
         chunks.length = 0;
         try {
           const whole: unknown = JSON.parse(text);

@@ -5,10 +5,13 @@ export interface LineSplitter {
   end(): void;
 }
 
-/** Calls onLine for each line (without its \n or \r\n); a line longer than maxChars is dropped and reported. */
+/**
+ * Calls onLine for each line (without its \n or \r\n); a line longer than maxChars is dropped and reported.
+ * Bytes are decoded up to the chunk's last newline only: a newline byte never sits inside a UTF-8 sequence,
+ * so a character split across chunks is always held back whole, with no streaming decoder (which is slow).
+ */
 export function createLineSplitter(onLine: (line: string) => void, onOversize: (chars: number) => void, maxChars: number): LineSplitter {
-  const decoder = new TextDecoder('utf-8');
-  let held = '';
+  let tailBytes: Buffer | null = null;
   let skipping = false;
   let skipped = 0;
 
@@ -17,45 +20,63 @@ export function createLineSplitter(onLine: (line: string) => void, onOversize: (
       onOversize(line.length);
       return;
     }
-    onLine(line.endsWith('\r') ? line.slice(0, -1) : line);
+    onLine(line.charCodeAt(line.length - 1) === 13 ? line.slice(0, -1) : line);
   };
 
-  const feed = (text: string): void => {
+  /** text holds whole lines, each ending in \n */
+  const lines = (text: string): void => {
     let from = 0;
-    for (;;) {
-      const nl = text.indexOf('\n', from);
-      if (nl === -1) break;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', from)) {
       if (skipping) {
         onOversize(skipped + nl - from);
         skipping = false;
         skipped = 0;
       } else {
-        emit(held.length > 0 ? held + text.slice(from, nl) : text.slice(from, nl));
+        emit(text.slice(from, nl));
       }
-      held = '';
       from = nl + 1;
     }
-    const rest = text.length - from;
+  };
+
+  const hold = (bytes: Buffer): void => {
     if (skipping) {
-      skipped += rest;
-    } else if (held.length + rest > maxChars) {
-      skipping = true;
-      skipped = held.length + rest;
-      held = '';
-    } else if (rest > 0) {
-      held += text.slice(from);
+      skipped += bytes.length;
+      return;
     }
+    const pending = (tailBytes?.length ?? 0) + bytes.length;
+    if (pending > maxChars) {
+      skipping = true;
+      skipped = pending;
+      tailBytes = null;
+      return;
+    }
+    // A copy, so that a large upstream chunk is not kept alive by its last few bytes.
+    tailBytes = tailBytes ? Buffer.concat([tailBytes, bytes]) : Buffer.from(bytes);
   };
 
   return {
     push(chunk) {
-      feed(decoder.decode(chunk, { stream: true }));
+      let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      const last = buf.lastIndexOf(0x0a);
+      if (last === -1) {
+        hold(buf);
+        return;
+      }
+      if (tailBytes) {
+        buf = Buffer.concat([tailBytes, buf]);
+        tailBytes = null;
+        const at = buf.lastIndexOf(0x0a);
+        lines(buf.toString('utf8', 0, at + 1));
+        if (at + 1 < buf.length) hold(buf.subarray(at + 1));
+        return;
+      }
+      lines(buf.toString('utf8', 0, last + 1));
+      if (last + 1 < buf.length) hold(buf.subarray(last + 1));
     },
     end() {
-      feed(decoder.decode());
       if (skipping) onOversize(skipped);
-      else if (held.length > 0) emit(held);
-      held = '';
+      else if (tailBytes) emit(tailBytes.toString('utf8'));
+      tailBytes = null;
       skipping = false;
     },
   };

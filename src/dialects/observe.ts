@@ -19,17 +19,22 @@ export interface ObservedState {
   streamError: string | null;
   /** marks the first content chunk and collects its text for the estimator */
   content(text: string, now: number): void;
+  /** keeps an unparsed chunk for the estimator: after the first content, most chunks need no parsing at all */
+  defer(raw: string): void;
   note(text: string): void;
 }
 
 export interface DialectHandlers {
   sse?(ev: SseEvent, now: number, s: ObservedState): void;
-  ndjson?(obj: Record<string, unknown>, now: number, s: ObservedState): void;
+  /** one NDJSON line, unparsed: the dialect decides whether it is worth parsing */
+  ndjson?(line: string, now: number, s: ObservedState): void;
   json(view: JsonBodyView, s: ObservedState): void;
+  /** the generated text in a deferred chunk, read only when an estimate is needed */
+  extract?(raw: string): string;
 }
 
 export function createObserver(init: ObserverInit, handlers: DialectHandlers): ResponseObserver {
-  const tally = createTextTally();
+  const tally = createTextTally(handlers.extract);
   const notes: string[] = [];
   const state: ObservedState = {
     responseModel: null,
@@ -43,6 +48,9 @@ export function createObserver(init: ObserverInit, handlers: DialectHandlers): R
       if (!text) return;
       if (state.firstContentAt === null) state.firstContentAt = now;
       tally.add(text);
+    },
+    defer(raw) {
+      tally.addRaw(raw);
     },
     note(text) {
       if (notes.length < MAX_NOTES) notes.push(text);
@@ -60,15 +68,7 @@ export function createObserver(init: ObserverInit, handlers: DialectHandlers): R
   } else if ((ct.includes('ndjson') || ct.includes('jsonl')) && handlers.ndjson) {
     const nd = handlers.ndjson;
     feed = createLineSplitter((line) => {
-      if (line.trim() === '') return;
-      let obj: unknown;
-      try {
-        obj = JSON.parse(line);
-      } catch {
-        state.note(`skipped a line that is not JSON: ${line.slice(0, 60)}`);
-        return;
-      }
-      if (obj && typeof obj === 'object' && !Array.isArray(obj)) nd(obj as Record<string, unknown>, now, state);
+      if (line.length > 0 && line.trim() !== '') nd(line, now, state);
     }, oversize, MAX_LINE_CHARS);
   } else if (ct.includes('json')) {
     const body = createJsonBodyCollector();
@@ -108,8 +108,20 @@ export function createObserver(init: ObserverInit, handlers: DialectHandlers): R
   };
 }
 
-/** Parses JSON safely: undefined for anything that is not a JSON object. */
-export function parseObject(text: string): Record<string, unknown> | undefined {
+/** Parses a chunk's JSON: the object, or undefined (noted) when it is not a JSON object. */
+export function parseChunk(text: string, s: Pick<ObservedState, 'note'>, what: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    /* noted below */
+  }
+  s.note(`skipped ${what} that is not a JSON object: ${text.slice(0, 60)}`);
+  return undefined;
+}
+
+/** Parses JSON quietly, for deferred chunks read at estimate time. */
+export function tryParse(text: string): Record<string, unknown> | undefined {
   try {
     const v: unknown = JSON.parse(text);
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;

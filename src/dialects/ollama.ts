@@ -1,6 +1,6 @@
 // Ollama dialect: /api/chat, /api/generate (NDJSON streams by default) and /api/embed.
 import type { Operation, RequestParams } from '../exchange/record.ts';
-import { createObserver, num, obj, setIfNumber, str, usageOf, arr, type ObservedState } from './observe.ts';
+import { arr, createObserver, num, obj, parseChunk, setIfNumber, str, tryParse, usageOf, type ObservedState } from './observe.ts';
 import type { JsonBodyView } from './json-body.ts';
 import type { Dialect, RequestInfo } from './types.ts';
 
@@ -33,6 +33,26 @@ export function inspectOllamaRequest(path: string, body: unknown): RequestInfo {
     operation,
     params,
   };
+}
+
+/** Lines that end the stream or report an error: parsed even after the first content. */
+const MATTERS = /"done"\s*:\s*true|"error"/;
+
+function ndjson(text: string, now: number, s: ObservedState): void {
+  // After the first content, a plain token line tells nothing new: keep it unparsed for a possible estimate.
+  if (s.firstContentAt !== null && s.responseModel !== null && !MATTERS.test(text)) {
+    s.defer(text);
+    return;
+  }
+  const o = parseChunk(text, s, 'an NDJSON line');
+  if (o) line(o, now, s);
+}
+
+function extract(raw: string): string {
+  const o = tryParse(raw);
+  if (!o) return '';
+  const message = obj(o.message);
+  return (str(message?.content) ?? '') + (str(message?.thinking) ?? str(o.thinking) ?? '') + (str(o.response) ?? '');
 }
 
 function line(o: Record<string, unknown>, now: number, s: ObservedState): void {
@@ -74,6 +94,6 @@ function json(view: JsonBodyView, s: ObservedState): void {
 export const ollama: Dialect = {
   name: 'ollama',
   inspectRequest: inspectOllamaRequest,
-  createObserver: (init) => createObserver(init, { ndjson: line, json }),
+  createObserver: (init) => createObserver(init, { ndjson, json, extract }),
   errorBody: ({ code, message }) => ({ error: message, code }),
 };

@@ -44,10 +44,26 @@ function setIncludeUsage(text: string): string | null {
 
 /** Held bytes past which the stripper gives up and passes everything through unchanged. */
 const MAX_HELD = 1024 * 1024;
-const LF_LF = Buffer.from('\n\n');
-const LF_CRLF = Buffer.from('\n\r\n');
 const USAGE = Buffer.from('"usage"');
+const USAGE_NULL_COMPACT = Buffer.from(',"usage":null');
 const USAGE_NULL = /,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*/;
+
+const LF_LF = Buffer.from('\n\n');
+
+/** End of the first SSE event in buf at or after from (index past its blank line), or -1. */
+function eventEnd(buf: Buffer, from: number, crlf: boolean): number {
+  // One native search per event for the usual \n\n; a byte walk only for streams that use \r\n.
+  if (!crlf) {
+    const at = buf.indexOf(LF_LF, from);
+    return at === -1 ? -1 : at + 2;
+  }
+  for (let i = buf.indexOf(0x0a, from); i !== -1; i = buf.indexOf(0x0a, i + 1)) {
+    const next = buf[i + 1];
+    if (next === 0x0a) return i + 2;
+    if (next === 0x0d && buf[i + 2] === 0x0a) return i + 3;
+  }
+  return -1;
+}
 
 /**
  * Removes what include_usage added: the `"usage":null` field of every chunk and the final usage-only chunk
@@ -56,42 +72,44 @@ const USAGE_NULL = /,\s*"usage"\s*:\s*null(?=\s*[,}])|"usage"\s*:\s*null\s*,\s*/
 export function createUsageStripper(): ResponseTransform {
   let held: Buffer = Buffer.alloc(0);
   let passthrough = false;
+  let crlf: boolean | null = null;
 
   const rewriteEvent = (event: Buffer): Buffer | null => {
-    if (event.indexOf(USAGE) === -1) return event;
+    const at = event.indexOf(USAGE);
+    if (at === -1) return event;
+    // The common case, OpenAI's compact JSON: cut the bytes out without a round trip through a string.
+    const compact = event.indexOf(USAGE_NULL_COMPACT);
+    if (compact !== -1) {
+      const after = event[compact + USAGE_NULL_COMPACT.length];
+      if (after === 0x2c /* , */ || after === 0x7d /* } */) return Buffer.concat([event.subarray(0, compact), event.subarray(compact + USAGE_NULL_COMPACT.length)]);
+    }
     const text = event.toString('utf8');
+    if (USAGE_NULL.test(text)) return Buffer.from(text.replace(USAGE_NULL, ''), 'utf8');
+    // usage with a value: drop the chunk only when it is the usage-only chunk include_usage added
     const dataAt = text.indexOf('data:');
     if (dataAt === -1) return event;
-    if (!USAGE_NULL.test(text)) {
-      // usage with a value: drop the chunk only when it is the usage-only chunk include_usage added
-      const payload = text.slice(dataAt + 5).trim();
-      try {
-        const chunk = obj(JSON.parse(payload));
-        if (chunk && Array.isArray(chunk.choices) && chunk.choices.length === 0 && obj(chunk.usage)) return null;
-      } catch {
-        /* not JSON: pass through */
-      }
-      return event;
+    try {
+      const chunk = obj(JSON.parse(text.slice(dataAt + 5).trim()));
+      if (chunk && Array.isArray(chunk.choices) && chunk.choices.length === 0 && obj(chunk.usage)) return null;
+    } catch {
+      /* not JSON: pass through */
     }
-    return Buffer.from(text.replace(USAGE_NULL, ''), 'utf8');
-  };
-
-  const boundary = (buf: Buffer, from: number): { at: number; len: number } | null => {
-    const a = buf.indexOf(LF_LF, from);
-    const b = buf.indexOf(LF_CRLF, from);
-    if (a === -1 && b === -1) return null;
-    if (b === -1 || (a !== -1 && a < b)) return { at: a, len: 2 };
-    return { at: b, len: 3 };
+    return event;
   };
 
   return {
     push(chunk) {
       if (passthrough) return chunk;
       const buf = held.length > 0 ? Buffer.concat([held, chunk]) : chunk;
+      if (crlf === null) {
+        // The first line ending tells the framing; until one arrives, the walk handles both.
+        const nl = buf.indexOf(0x0a);
+        if (nl !== -1) crlf = nl > 0 && buf[nl - 1] === 0x0d;
+      }
+      const walk = crlf ?? true;
       const out: Buffer[] = [];
       let from = 0;
-      for (let b = boundary(buf, from); b; b = boundary(buf, from)) {
-        const end = b.at + b.len;
+      for (let end = eventEnd(buf, from, walk); end !== -1; end = eventEnd(buf, from, walk)) {
         const ev = rewriteEvent(buf.subarray(from, end));
         if (ev) out.push(ev);
         from = end;

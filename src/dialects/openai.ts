@@ -1,6 +1,6 @@
 // OpenAI dialect: chat/completions, completions, embeddings and responses, streamed (SSE) or not.
 import type { Operation, RequestParams } from '../exchange/record.ts';
-import { arr, createObserver, num, obj, setIfNumber, str, usageOf, type ObservedState } from './observe.ts';
+import { arr, createObserver, num, obj, parseChunk, setIfNumber, str, tryParse, usageOf, type ObservedState } from './observe.ts';
 import type { JsonBodyView } from './json-body.ts';
 import type { Dialect, ReportedUsage, RequestInfo } from './types.ts';
 import type { SseEvent } from './sse.ts';
@@ -105,23 +105,40 @@ function finishResponse(response: Record<string, unknown>, s: ObservedState): vo
   if (error) s.streamError = str(error.message) ?? null;
 }
 
+/** Chunks that can carry a finish reason, usage or an error: these are parsed even after the first content. */
+const MATTERS = /"finish_reason"\s*:\s*"|"usage"\s*:\s*\{|"error"|"status"\s*:\s*"(completed|incomplete|failed)"/;
+
 function sse(ev: SseEvent, now: number, s: ObservedState): void {
-  if (ev.data === '[DONE]') {
+  const data = ev.data;
+  if (data === '[DONE]') {
     s.complete = true;
     return;
   }
-  let o: Record<string, unknown> | undefined;
-  try {
-    const v: unknown = JSON.parse(ev.data);
-    o = obj(v);
-  } catch {
-    s.note(`skipped an SSE event that is not JSON: ${ev.data.slice(0, 60)}`);
+  // After the first content, a plain content chunk tells nothing new: keep it unparsed for a possible estimate.
+  if (s.firstContentAt !== null && s.responseModel !== null && (ev.event.endsWith('.delta') || !MATTERS.test(data))) {
+    s.defer(data);
     return;
   }
+  const o = parseChunk(data, s, 'an SSE event');
   if (!o) return;
   const type = str(o.type);
   if (type && (type.startsWith('response.') || type === 'error') && !o.choices) responsesEvent(type, o, now, s);
   else chatChunk(o, now, s);
+}
+
+/** The generated text of a deferred chunk (chat, completions or Responses-API delta). */
+function extract(raw: string): string {
+  const o = tryParse(raw);
+  if (!o) return '';
+  if (typeof o.delta === 'string') return o.delta;
+  let text = '';
+  for (const c of arr(o.choices)) {
+    const choice = obj(c);
+    const delta = obj(choice?.delta);
+    text += (str(choice?.text) ?? '') + (str(delta?.content) ?? '') + (str(delta?.reasoning_content) ?? str(delta?.reasoning) ?? '') + (str(delta?.refusal) ?? '');
+    for (const call of arr(delta?.tool_calls)) text += str(obj(obj(call)?.function)?.arguments) ?? '';
+  }
+  return text;
 }
 
 function json(view: JsonBodyView, s: ObservedState): void {
@@ -156,7 +173,7 @@ function json(view: JsonBodyView, s: ObservedState): void {
 export const openai: Dialect = {
   name: 'openai',
   inspectRequest: inspectOpenaiRequest,
-  createObserver: (init) => createObserver(init, { sse, json }),
+  createObserver: (init) => createObserver(init, { sse, json, extract }),
   errorBody: ({ status, code, message }) => ({
     error: { message, type: status >= 500 ? 'api_error' : 'invalid_request_error', param: null, code },
   }),

@@ -1,56 +1,116 @@
-// Incremental Server-Sent Events parser (WHATWG framing) over the capped line splitter.
-import { createLineSplitter, type LineSplitter } from './lines.ts';
+// Incremental Server-Sent Events parser (WHATWG framing), capped: one pass over each chunk's text.
+import type { LineSplitter } from './lines.ts';
 
 export interface SseEvent {
   event: string;
   data: string;
 }
 
+/**
+ * Calls onEvent per dispatched event. The chunk's bytes are decoded only up to its last newline (a newline
+ * byte never sits inside a UTF-8 sequence), and lines are walked in place: on the relay path every
+ * allocation per line shows in the proxy's throughput. An event or line past maxChars is skipped and noted.
+ */
 export function createSseParser(onEvent: (ev: SseEvent) => void, onOversize: (chars: number) => void, maxChars: number): LineSplitter {
+  let tailBytes: Buffer | null = null;
   let event = '';
-  let data: string[] = [];
+  let data: string | null = null;
+  let more: string[] | null = null;
   let dataChars = 0;
   let dropped = false;
+  let skippingLine = false;
+  let skipped = 0;
 
   const dispatch = (): void => {
-    if (data.length > 0 && !dropped) onEvent({ event: event || 'message', data: data.join('\n') });
+    if (data !== null && !dropped) onEvent({ event: event || 'message', data: more ? more.join('\n') : data });
     event = '';
-    data = [];
+    data = null;
+    more = null;
     dataChars = 0;
     dropped = false;
   };
 
-  const onLine = (line: string): void => {
-    if (line === '') return dispatch();
-    if (line.charCodeAt(0) === 58 /* ':' comment */) return;
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? '' : line.slice(colon + 1);
-    if (value.charCodeAt(0) === 32) value = value.slice(1);
-    if (field === 'data') {
-      dataChars += value.length;
-      // Many data lines can add up to one huge event: hold at most maxChars of it.
-      if (dataChars > maxChars) {
-        if (!dropped) onOversize(dataChars);
+  const addData = (value: string): void => {
+    dataChars += value.length;
+    if (dataChars > maxChars) {
+      if (!dropped) onOversize(dataChars);
+      dropped = true;
+      data = '';
+      more = null;
+      return;
+    }
+    if (dropped) return;
+    if (data === null) data = value;
+    else (more ??= [data]).push(value);
+  };
+
+  /** text holds whole lines only */
+  const walk = (text: string): void => {
+    let i = 0;
+    for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', i)) {
+      let end = nl;
+      if (end > i && text.charCodeAt(end - 1) === 13) end--;
+      if (skippingLine) {
+        // The oversized line ends here: report its whole size once.
+        onOversize(skipped + end - i);
+        skippingLine = false;
+        skipped = 0;
+      } else if (end === i) {
+        dispatch();
+      } else if (end - i > maxChars) {
+        onOversize(end - i);
         dropped = true;
-        data = [];
-        return;
+      } else if (text.startsWith('data:', i)) {
+        const v = text.charCodeAt(i + 5) === 32 ? i + 6 : i + 5;
+        addData(text.slice(v, end));
+      } else if (text.startsWith('event:', i)) {
+        const v = text.charCodeAt(i + 6) === 32 ? i + 7 : i + 6;
+        event = text.slice(v, end);
+      } else if (text.charCodeAt(i) !== 58 /* ':' comment */ && text.slice(i, end) === 'data') {
+        addData('');
       }
-      if (!dropped) data.push(value);
-    } else if (field === 'event') {
-      event = value;
+      i = nl + 1;
     }
   };
 
-  const lines = createLineSplitter(onLine, (n) => {
-    dropped = true;
-    onOversize(n);
-  }, maxChars);
+  const hold = (bytes: Buffer): void => {
+    if (skippingLine) {
+      skipped += bytes.length;
+      return;
+    }
+    const pending = (tailBytes?.length ?? 0) + bytes.length;
+    if (pending > maxChars) {
+      skipped = pending;
+      skippingLine = true;
+      dropped = true;
+      tailBytes = null;
+      return;
+    }
+    // A copy, so that a large upstream chunk is not kept alive by its last few bytes.
+    tailBytes = tailBytes ? Buffer.concat([tailBytes, bytes]) : Buffer.from(bytes);
+  };
+
   return {
-    push: (chunk) => lines.push(chunk),
+    push(chunk) {
+      let buf = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      if (tailBytes) {
+        buf = Buffer.concat([tailBytes, buf]);
+        tailBytes = null;
+      }
+      const last = buf.lastIndexOf(0x0a);
+      if (last === -1) {
+        hold(buf);
+        return;
+      }
+      walk(buf.toString('utf8', 0, last + 1));
+      if (last + 1 < buf.length) hold(buf.subarray(last + 1));
+    },
     end() {
-      lines.end();
-      // A stream cut before its blank line still carried the event's data.
+      // A stream cut before its final newline or blank line still carried the event's data.
+      if (skippingLine) onOversize(skipped);
+      else if (tailBytes) walk(tailBytes.toString('utf8') + '\n');
+      tailBytes = null;
+      skippingLine = false;
       dispatch();
     },
   };

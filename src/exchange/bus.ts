@@ -42,6 +42,8 @@ export interface ExchangeBus {
   subscribe(tap: ExchangeTap): () => void;
   /** true when some tap wants chunks, so the relay can skip the call entirely otherwise */
   readonly wantsChunks: boolean;
+  /** true when some tap wants onStart, so the relay can skip building its argument otherwise */
+  readonly wantsStart: boolean;
   start(start: ExchangeStart): void;
   responseHead(id: string, status: number, headers: Readonly<Record<string, string | string[]>>): void;
   chunk(id: string, direction: 'request' | 'response', chunk: Uint8Array, at: number): void;
@@ -57,6 +59,7 @@ export interface ExchangeBus {
 export function createExchangeBus(onFirstFailure: (f: TapFailure) => void): ExchangeBus {
   let taps: ExchangeTap[] = [];
   let chunkTaps: ExchangeTap[] = [];
+  let startTaps: ExchangeTap[] = [];
   const failures = new Map<string, number>();
   let queue: ExchangeRecord[] = [];
   let scheduled = false;
@@ -71,6 +74,7 @@ export function createExchangeBus(onFirstFailure: (f: TapFailure) => void): Exch
 
   const refresh = (): void => {
     chunkTaps = taps.filter((t) => t.onChunk);
+    startTaps = taps.filter((t) => t.onStart);
   };
 
   const deliver = (): void => {
@@ -116,8 +120,11 @@ export function createExchangeBus(onFirstFailure: (f: TapFailure) => void): Exch
     get wantsChunks() {
       return chunkTaps.length > 0;
     },
+    get wantsStart() {
+      return startTaps.length > 0;
+    },
     start(start) {
-      safely('onStart', (t) => t.onStart!(start), taps);
+      safely('onStart', (t) => t.onStart!(start), startTaps);
     },
     responseHead(id, status, headers) {
       safely('onResponseHead', (t) => t.onResponseHead!(id, status, headers), taps);

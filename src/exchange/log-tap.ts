@@ -1,37 +1,54 @@
 // Subscriber that logs one line per exchange: what an operator greps for.
 import type { Logger } from 'pino';
+import type { JsonLineWriter } from '../log.ts';
 import type { ExchangeTap } from './bus.ts';
 import type { ExchangeRecord } from './record.ts';
 
 const ms = (v: number | null): string => (v === null ? '-' : `${Math.round(v)}ms`);
+const tenth = (v: number | null): number | null => (v === null ? null : Math.round(v * 10) / 10);
 
 export function exchangeLine(r: ExchangeRecord): string {
   const tokens = r.usage.input === null && r.usage.output === null ? '-' : `${r.usage.input ?? '-'}/${r.usage.output ?? '-'}${r.usage.source === 'estimated' ? '~' : ''}`;
   return `${r.method} ${r.url} ${r.model} ${r.status ?? '-'} ${r.outcome} ttft=${ms(r.timings.ttft)} dur=${ms(r.timings.duration)} tokens=${tokens}`;
 }
 
-export function logTap(logger: Logger): ExchangeTap {
+/** The structured fields of an exchange's log line. */
+export function exchangeFields(r: ExchangeRecord) {
+  return {
+    id: r.id,
+    method: r.method,
+    path: r.url,
+    dialect: r.dialect,
+    model: r.model,
+    status: r.status,
+    outcome: r.outcome,
+    ttft_ms: tenth(r.timings.ttft),
+    duration_ms: tenth(r.timings.duration),
+    input_tokens: r.usage.input,
+    output_tokens: r.usage.output,
+    usage_source: r.usage.source,
+    error: r.errorMessage ?? undefined,
+  };
+}
+
+/** exchangeFields as JSON, spelled out: this runs for every exchange. */
+function fieldsJson(r: ExchangeRecord): string {
+  const s = JSON.stringify;
+  return (
+    `"id":${s(r.id)},"method":${s(r.method)},"path":${s(r.url)},"dialect":"${r.dialect}","model":${s(r.model)},` +
+    `"status":${r.status},"outcome":"${r.outcome}","ttft_ms":${tenth(r.timings.ttft)},"duration_ms":${tenth(r.timings.duration)},` +
+    `"input_tokens":${r.usage.input},"output_tokens":${r.usage.output},"usage_source":"${r.usage.source}"` +
+    (r.errorMessage ? `,"error":${s(r.errorMessage)}` : '')
+  );
+}
+
+export function logTap(logger: Logger, jsonLine: JsonLineWriter | null = null): ExchangeTap {
   return {
     name: 'log',
     onEnd(r) {
-      const failed = r.outcome !== 'ok' || (r.status !== null && r.status >= 500);
-      const fields = {
-        id: r.id,
-        method: r.method,
-        path: r.url,
-        dialect: r.dialect,
-        model: r.model,
-        status: r.status,
-        outcome: r.outcome,
-        ttft_ms: r.timings.ttft === null ? null : Math.round(r.timings.ttft * 10) / 10,
-        duration_ms: Math.round(r.timings.duration * 10) / 10,
-        input_tokens: r.usage.input,
-        output_tokens: r.usage.output,
-        usage_source: r.usage.source,
-        ...(r.errorMessage ? { error: r.errorMessage } : {}),
-      };
-      if (failed) logger.warn(fields, exchangeLine(r));
-      else logger.info(fields, exchangeLine(r));
+      const level = r.outcome !== 'ok' || (r.status !== null && r.status >= 500) ? 'warn' : 'info';
+      if (jsonLine) jsonLine(level, fieldsJson(r), exchangeLine(r));
+      else logger[level](exchangeFields(r), exchangeLine(r));
     },
   };
 }

@@ -16,7 +16,11 @@ const HOP_BY_HOP = new Set([
 /** Also dropped on the way up: the upstream gets its own Host, and llmtap sets the body length it sends. */
 const REQUEST_ONLY_DROP = new Set(['host', 'content-length', 'expect']);
 
-function connectionTokens(value: string | string[] | undefined): Set<string> {
+const NONE: ReadonlySet<string> = new Set();
+
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+  // The usual values name no extra header: skip building a set on every request.
+  if (value === undefined || value === 'keep-alive' || value === 'close') return NONE;
   const out = new Set<string>();
   for (const v of Array.isArray(value) ? value : value ? [value] : []) {
     for (const t of v.split(',')) {

@@ -18,7 +18,8 @@ export async function settleUsage({ info, observation, status, outcome, requestJ
   const reported = observation?.usage ?? null;
   const embeddings = info.operation === 'embeddings';
   const base: TokenUsage = {
-    ...NONE,
+    total: null,
+    source: 'none',
     input: reported?.input ?? null,
     output: embeddings ? null : reported?.output ?? null,
     cacheRead: reported?.cacheRead ?? null,
@@ -27,17 +28,24 @@ export async function settleUsage({ info, observation, status, outcome, requestJ
   };
   const complete = base.input !== null && (embeddings || base.output !== null);
   if (complete) {
-    return { ...base, total: reported?.total ?? base.input! + (base.output ?? 0), source: 'reported' };
+    base.total = reported?.total ?? base.input! + (base.output ?? 0);
+    base.source = 'reported';
+    return base;
   }
   // Estimate only what a model really processed: a generation call that got a successful response.
   const generated = info.operation !== null && status !== null && status >= 200 && status < 300 && outcome !== 'upstream_unreachable';
   if (!generated) {
-    return reported ? { ...base, total: reported.total ?? null, source: 'reported' } : NONE;
+    if (!reported) return { ...NONE };
+    base.total = reported.total ?? null;
+    base.source = 'reported';
+    return base;
   }
   if (base.input === null) {
     const { text, tokenIds } = promptText(requestJson());
     base.input = (await estimateTokens(text)) + tokenIds;
   }
   if (base.output === null && !embeddings && observation) base.output = await observation.estimateOutputTokens();
-  return { ...base, total: base.input + (base.output ?? 0), source: 'estimated' };
+  base.total = base.input + (base.output ?? 0);
+  base.source = 'estimated';
+  return base;
 }

@@ -67,40 +67,59 @@ export function promptText(body: unknown): { text: string; tokenIds: number } {
   return { text: parts.join('\n'), tokenIds };
 }
 
+/** Generated text held for an estimate, at most; past it, characters are counted and the estimate scaled. */
+const HOLD_CHARS = 256 * 1024;
+
+export interface TextTally {
+  /** generated text, as a parsed chunk gave it */
+  add(text: string): void;
+  /** a chunk left unparsed on the hot path; its text is extracted only if an estimate is needed */
+  addRaw(raw: string): void;
+  /** estimated tokens of everything added; the same on every call */
+  total(): Promise<number>;
+  hasText(): boolean;
+}
+
 /**
- * Collects generated text as it streams, for an output estimate at the end. Memory stays bounded: past a
- * threshold the held text is counted and dropped (the count may differ by a token at each cut).
+ * Collects generated text as it streams, for an output estimate at the end. Nothing is tokenized or parsed
+ * unless total() is called (only when the upstream reported no usage), and memory stays bounded: past
+ * HOLD_CHARS the rest is only counted, and the estimate is scaled by the held sample's tokens per character.
  */
-export function createTextTally(): { add(text: string): void; total(): Promise<number>; hasText(): boolean } {
-  const HOLD = 64 * 1024;
-  let held: string[] = [];
-  let heldChars = 0;
-  let counted = 0;
-  let pendingCounts: Promise<number>[] = [];
-  let seen = false;
+export function createTextTally(extract: (raw: string) => string = () => ''): TextTally {
+  const texts: string[] = [];
+  const raws: string[] = [];
+  let textHeld = 0;
+  let textOver = 0;
+  let rawHeld = 0;
+  let rawOver = 0;
+  let result: Promise<number> | null = null;
+  const scaled = (tokens: number, held: number, over: number): number => (held === 0 ? 0 : over === 0 ? tokens : Math.round((tokens * (held + over)) / held));
   return {
     add(text) {
       if (!text) return;
-      seen = true;
-      held.push(text);
-      heldChars += text.length;
-      if (heldChars > HOLD) {
-        const chunk = held.join('');
-        held = [];
-        heldChars = 0;
-        pendingCounts.push(estimateTokens(chunk));
-      }
+      if (textHeld + rawHeld < HOLD_CHARS) {
+        texts.push(text);
+        textHeld += text.length;
+      } else textOver += text.length;
     },
-    async total() {
-      const parts = await Promise.all([...pendingCounts, estimateTokens(held.join(''))]);
-      pendingCounts = [];
-      held = [];
-      heldChars = 0;
-      counted += parts.reduce((a, b) => a + b, 0);
-      return counted;
+    addRaw(raw) {
+      if (!raw) return;
+      if (textHeld + rawHeld < HOLD_CHARS) {
+        raws.push(raw);
+        rawHeld += raw.length;
+      } else rawOver += raw.length;
+    },
+    total() {
+      result ??= (async () => {
+        const fromText = scaled(await estimateTokens(texts.join('')), textHeld, textOver);
+        let fromRaw = 0;
+        if (raws.length > 0) fromRaw = scaled(await estimateTokens(raws.map(extract).join('')), rawHeld, rawOver);
+        return fromText + fromRaw;
+      })();
+      return result;
     },
     hasText() {
-      return seen;
+      return textHeld + textOver + rawHeld + rawOver > 0;
     },
   };
 }

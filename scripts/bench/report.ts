@@ -1,0 +1,146 @@
+// Turns the load figures into the bench's verdict: the issue's targets checked, one table for people, JSON for machines.
+import type { LoadResult, RunFigures, RunName, TargetFigures } from './load.ts';
+
+/** How a target takes part in the report: candidates are checked against the reference. */
+export type Role = 'baseline' | 'reference' | 'candidate';
+
+export interface ReportMeta {
+  node: string;
+  cpus: number;
+  pinned: boolean;
+  durationS: number;
+  connections: number;
+  ttfbRequests: number;
+  roles: Record<string, Role>;
+}
+
+/** A target of the issue. `ratio`: candidate req/s ÷ reference req/s ≥ limit; `delta`: candidate p50 − reference p50 ≤ limit ms. */
+export interface CheckSpec {
+  run: RunName;
+  kind: 'ratio' | 'delta';
+  limit: number;
+}
+
+export const CHECKS: readonly CheckSpec[] = [
+  { run: 'nonStreaming', kind: 'ratio', limit: 0.8 },
+  { run: 'streaming', kind: 'ratio', limit: 0.8 },
+  { run: 'ttfb', kind: 'delta', limit: 1 },
+];
+
+export interface CheckResult extends CheckSpec {
+  candidate: string;
+  reference: string;
+  value: number;
+  pass: boolean;
+  /** why a check fails whatever its value: a run with errors or a target that answered wrongly */
+  spoiled: string | null;
+}
+
+export interface Report {
+  meta: ReportMeta;
+  targets: TargetFigures[];
+  checks: CheckResult[];
+  /** true when there were checks and every one passed */
+  pass: boolean;
+}
+
+/** Slices of one run further apart than this (relative to their mean) mean the machine was not steady. */
+export const UNSTEADY_SPREAD = 0.2;
+
+const RUN_LABEL: Record<RunName, string> = {
+  nonStreaming: 'non-streaming',
+  streaming: 'streaming',
+  ttfb: 'ttfb',
+};
+
+export function failures(run: RunFigures): number {
+  return run.non2xx + run.errors;
+}
+
+export function buildReport(result: LoadResult, meta: ReportMeta): Report {
+  const reference = result.targets.find((t) => meta.roles[t.name] === 'reference');
+  const checks: CheckResult[] = [];
+  if (reference) {
+    for (const candidate of result.targets.filter((t) => meta.roles[t.name] === 'candidate')) {
+      for (const spec of CHECKS) {
+        const c = candidate.runs[spec.run];
+        const r = reference.runs[spec.run];
+        const value = spec.kind === 'ratio' ? (c.rps ?? NaN) / (r.rps ?? NaN) : (c.p50Ms ?? NaN) - (r.p50Ms ?? NaN);
+        const spoiled =
+          [candidate, reference].flatMap((t) => [
+            ...(t.sanity.length ? [`${t.name} answered wrongly`] : []),
+            ...(failures(t.runs[spec.run]) ? [`${t.name} had errors`] : []),
+          ])[0] ?? null;
+        const withinLimit = spec.kind === 'ratio' ? value >= spec.limit : value <= spec.limit;
+        checks.push({ ...spec, candidate: candidate.name, reference: reference.name, value, pass: withinLimit && !spoiled && Number.isFinite(value), spoiled });
+      }
+    }
+  }
+  return { meta, targets: result.targets, checks, pass: checks.length > 0 && checks.every((c) => c.pass) };
+}
+
+function fixed(n: number | null, digits: number): string {
+  if (n === null || !Number.isFinite(n)) return '—';
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function describeCheck(c: CheckResult): string {
+  // Rounded first, so that −0.001 reads +0.00 rather than −0.00.
+  const shown = Math.round(c.value * 100) / 100 || 0;
+  const figure = c.kind === 'ratio' ? `${fixed(shown, 2)}×` : `${shown >= 0 ? '+' : ''}${fixed(shown, 2)} ms`;
+  const limit = c.kind === 'ratio' ? `≥ ${fixed(c.limit, 2)}×` : `≤ +${c.limit} ms`;
+  return `${figure} (${limit}) ${c.pass ? 'PASS' : 'FAIL'}${c.spoiled ? ` (${c.spoiled})` : ''}`;
+}
+
+function table(rows: string[][], rightAligned: ReadonlySet<number>): string {
+  const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => (r[col] ?? '').length)));
+  return rows
+    .map((r) => r.map((cell, col) => (rightAligned.has(col) ? cell.padStart(widths[col]!) : cell.padEnd(widths[col]!))).join('  ').trimEnd())
+    .join('\n');
+}
+
+/** The one table: a row per run and target, the candidate rows carrying the comparison with the reference. */
+export function formatReport(report: Report): string {
+  const { meta } = report;
+  const reference = report.targets.find((t) => meta.roles[t.name] === 'reference')?.name ?? 'reference';
+  const header = ['run', 'target', 'req/s', 'p50 ms', 'p99 ms', 'errors', `vs ${reference}`];
+  const rows: string[][] = [header];
+  const notes: string[] = [];
+  const unsteadyRuns: string[] = [];
+  for (const run of ['nonStreaming', 'streaming', 'ttfb'] as const) {
+    report.targets.forEach((t, i) => {
+      const f = t.runs[run];
+      const bad = failures(f);
+      if (bad) notes.push(`! ${RUN_LABEL[run]} · ${t.name}: ${f.non2xx} non-2xx responses, ${f.errors} connection errors/timeouts (${f.ok} ok)`);
+      const unsteady = f.spread !== null && f.spread > UNSTEADY_SPREAD;
+      if (unsteady) unsteadyRuns.push(`${RUN_LABEL[run]} ${t.name} ${Math.round(f.spread! * 100)}%`);
+      const check = report.checks.find((c) => c.run === run && c.candidate === t.name);
+      rows.push([
+        i === 0 ? RUN_LABEL[run] : '',
+        t.name,
+        `${fixed(f.rps, 0)}${unsteady ? ' ~' : ''}`,
+        fixed(f.p50Ms, 2),
+        fixed(f.p99Ms, 2),
+        bad ? `${bad} !` : '0',
+        check ? describeCheck(check) : '',
+      ]);
+    });
+  }
+  for (const t of report.targets) for (const problem of t.sanity) notes.push(`! ${t.name}: ${problem}`);
+  if (unsteadyRuns.length) {
+    notes.push(
+      `~ unsteady: the slices of a run differed by more than ${UNSTEADY_SPREAD * 100}% of their mean (${unsteadyRuns.join(', ')});`,
+      '  something else was using the CPUs: rerun on a quiet machine or lengthen --duration',
+    );
+  }
+
+  const setup = [
+    `llmtap bench · node ${meta.node} · ${meta.cpus} CPUs · ${meta.pinned ? 'servers on CPU 1, load on CPU 0' : 'unpinned'}`,
+    `${meta.durationS} s per throughput run, ${meta.connections} connections; ttfb over ${meta.ttfbRequests} sequential streamed requests per target`,
+  ];
+  const passed = report.checks.filter((c) => c.pass).length;
+  const verdict = report.checks.length
+    ? `targets: ${report.pass ? 'PASS' : 'FAIL'} (${passed}/${report.checks.length} met)`
+    : 'targets: not checked (no reference and candidate both ran)';
+  return [...setup, '', table(rows, new Set([2, 3, 4, 5])), '', ...notes, ...(notes.length ? [''] : []), verdict].join('\n');
+}
