@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, SETTINGS, type CliAction, type Config, type Co
 import type { ExchangeRecord } from '../src/exchange/record.ts';
 import { startSimulator, type RunningSimulator } from '../src/simulator/index.ts';
 import { startLlmtap, type RunningLlmtap } from '../src/start.ts';
+import { ALL_FEATURES } from '../src/feature-list.ts';
 
 /**
  * Settings the demo prefers when the user has not chosen: quiet logs so the table stays readable, and
@@ -309,7 +310,7 @@ async function main(): Promise<number> {
 
   let proxy: RunningLlmtap;
   try {
-    proxy = await startLlmtap(config);
+    proxy = await startLlmtap(config, { features: ALL_FEATURES, env: process.env });
   } catch (err) {
     await sim.close();
     if (isAddressInUse(err)) {

@@ -1,6 +1,7 @@
 // The llmtap command: read settings, start the proxy, stop gracefully on SIGINT/SIGTERM.
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfig, type Config } from './config.ts';
+import { ALL_FEATURES } from './feature-list.ts';
 import { createLogger } from './log.ts';
 import { startLlmtap } from './start.ts';
 
@@ -34,7 +35,7 @@ try {
 const { logger, jsonLine, flush } = createLogger(config);
 let proxy;
 try {
-  proxy = await startLlmtap(config, { logger, jsonLine });
+  proxy = await startLlmtap(config, { logger, jsonLine, features: ALL_FEATURES, env: process.env });
 } catch (err) {
   fatal(err instanceof ConfigError ? err.message : `llmtap: failed to start: ${(err as Error).message}`);
 }

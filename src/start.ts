@@ -8,6 +8,8 @@ import { createExchangeBus, type ExchangeBus } from './exchange/bus.ts';
 import { logTap } from './exchange/log-tap.ts';
 import { createLogger, type JsonLineWriter, type Logger } from './log.ts';
 import { createRouter } from './proxy/route.ts';
+import type { Feature, FeatureFactory } from './features.ts';
+import { loadTokenCounter } from './tokens/estimate.ts';
 
 export interface RunningLlmtap {
   /** http://host:port of the proxy */
@@ -23,13 +25,40 @@ export interface RunningLlmtap {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
-export async function startLlmtap(config: Config, opts: { logger?: Logger; jsonLine?: JsonLineWriter | null } = {}): Promise<RunningLlmtap> {
+export interface StartOptions {
+  logger?: Logger;
+  jsonLine?: JsonLineWriter | null;
+  /** optional features to start (src/feature-list.ts has them all; main and the demo pass ALL_FEATURES) */
+  features?: readonly FeatureFactory[];
+  /** the environment features read their standard variables from (OTEL_*); main passes process.env */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+export async function startLlmtap(config: Config, opts: StartOptions = {}): Promise<RunningLlmtap> {
   const handle = opts.logger ? null : createLogger(config);
   const log = opts.logger ?? handle!.logger;
   const bus = createExchangeBus((f) =>
     log.error({ tap: f.tap, hook: f.hook, err: f.error }, `subscriber "${f.tap}" failed in ${f.hook}: ${f.error.message} (proxying goes on; further failures are counted, not logged)`),
   );
   bus.subscribe(logTap(log, opts.jsonLine ?? handle?.jsonLine ?? null));
+  // Estimates load a tokenizer (~20 MB, ~150 ms of blocking work): do it now, not in the middle of traffic.
+  await loadTokenCounter();
+
+  const inflight = new Set<Promise<unknown>>();
+  const features: Feature[] = [];
+  const ctx = { config, log, bus, env: opts.env ?? {}, inFlight: () => inflight.size };
+  try {
+    for (const start of opts.features ?? []) {
+      const f = await start(ctx);
+      if (!f) continue;
+      features.push(f);
+      for (const tap of f.taps ?? []) bus.subscribe(tap);
+    }
+  } catch (err) {
+    await Promise.allSettled(features.map((f) => f.close?.()));
+    throw err;
+  }
+  const tracer = features.find((f) => f.tracer)?.tracer ?? null;
 
   const agent = new Agent({
     keepAliveTimeout: 30_000,
@@ -37,7 +66,6 @@ export async function startLlmtap(config: Config, opts: { logger?: Logger; jsonL
     headersTimeout: 0,
     bodyTimeout: 0,
   });
-  const inflight = new Set<Promise<unknown>>();
   let internalErrors = 0;
   const app = createApp({
     config,
@@ -45,6 +73,8 @@ export async function startLlmtap(config: Config, opts: { logger?: Logger; jsonL
     bus,
     log,
     inflight,
+    tracer,
+    routes: features.flatMap((f) => f.routes ?? []),
     route: createRouter(config),
     onInternalError(err, where) {
       internalErrors++;
@@ -55,16 +85,9 @@ export async function startLlmtap(config: Config, opts: { logger?: Logger; jsonL
   const server = http.createServer(app.callback());
   // LLM calls can take minutes: Node's 5-minute whole-request timeout would cut long generations.
   server.requestTimeout = 0;
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      const why = err.code === 'EADDRINUSE' ? 'the port is already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
-      reject(new ConfigError(`llmtap: cannot listen on ${config.host}:${config.port}: ${why} (set LLMTAP_PORT / --port, LLMTAP_HOST / --host)`));
-    };
-    server.once('error', onError);
-    server.listen(config.port, config.host, () => {
-      server.off('error', onError);
-      resolve();
-    });
+  await listen(server, config).catch(async (err: unknown) => {
+    await Promise.allSettled(features.map((f) => f.close?.()));
+    throw err;
   });
   const port = (server.address() as AddressInfo).port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -85,6 +108,13 @@ export async function startLlmtap(config: Config, opts: { logger?: Logger; jsonL
       }
       server.closeAllConnections();
       await bus.close();
+      for (const f of features) {
+        try {
+          await f.close?.();
+        } catch (err) {
+          log.error({ err, feature: f.name }, `${f.name} failed to close: ${(err as Error).message}`);
+        }
+      }
       await agent.close().catch(() => agent.destroy());
     })();
     return closing;
@@ -98,4 +128,18 @@ export async function startLlmtap(config: Config, opts: { logger?: Logger; jsonL
     inFlight: () => inflight.size,
     close,
   };
+}
+
+function listen(server: http.Server, config: Config): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'the port is already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
+      reject(new ConfigError(`llmtap: cannot listen on ${config.host}:${config.port}: ${why} (set LLMTAP_PORT / --port, LLMTAP_HOST / --host)`));
+    };
+    server.once('error', onError);
+    server.listen(config.port, config.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
 }

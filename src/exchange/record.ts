@@ -10,7 +10,7 @@ export type Operation = 'chat' | 'text_completion' | 'embeddings' | null;
  * - ok: the upstream answered (any status) and the whole body reached the client.
  * - upstream_unreachable / upstream_timeout: no response head; the client got a 502 / 504.
  * - upstream_idle: the stream stalled longer than LLMTAP_STREAM_IDLE_MS; the client stream was ended.
- * - upstream_aborted: the upstream failed after its head was relayed.
+ * - upstream_aborted: the upstream closed the connection before finishing its answer (before or after its head).
  * - client_aborted: the client went away first; the upstream request was aborted.
  * - body_too_large: the client body passed LLMTAP_MAX_BODY_MB; the client got a 413.
  * - proxy_error: llmtap itself failed (a bug); the client got a 500.

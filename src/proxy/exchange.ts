@@ -8,6 +8,7 @@ import type { BodyRewrite } from '../dialects/types.ts';
 import { describeCause, LlmtapError } from '../errors.ts';
 import type { ExchangeBus } from '../exchange/bus.ts';
 import type { ExchangeRecord, Outcome, Timings } from '../exchange/record.ts';
+import type { TraceHandle } from '../exchange/tracing.ts';
 import { sendError } from './error-response.ts';
 import { headerRecord, upstreamRequestHeaders } from './headers.ts';
 import { exchangeId } from './ids.ts';
@@ -38,7 +39,7 @@ function parseWhole(raw: Buffer): unknown {
 }
 
 /** Runs one exchange; resolves with its record once the client has its last byte (or is gone). */
-export async function runExchange(deps: ExchangeDeps, route: Route, req: IncomingMessage, res: ServerResponse): Promise<ExchangeRecord> {
+export async function runExchange(deps: ExchangeDeps, route: Route, req: IncomingMessage, res: ServerResponse, trace: TraceHandle | null = null): Promise<ExchangeRecord> {
   const t0 = performance.now();
   const { config, bus } = deps;
   const id = exchangeId();
@@ -61,7 +62,7 @@ export async function runExchange(deps: ExchangeDeps, route: Route, req: Incomin
     try {
       raw = await readRequestBody(req, Math.floor(config.maxBodyMb * 1024 * 1024), config.maxBodyMb);
     } catch (err) {
-      return finishEarly(deps, base, route.path, req, res, err, t0);
+      return finishEarly(deps, base, route.path, req, res, err, t0, trace);
     }
   }
   const tBody = performance.now();
@@ -75,6 +76,28 @@ export async function runExchange(deps: ExchangeDeps, route: Route, req: Incomin
   }
   const bodyOut = rewrite ? rewrite.body : raw;
   const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, bodyOut ? bodyOut.length : null);
+  if (trace) {
+    try {
+      // The upstream call carries the trace; a client's own traceparent was continued by the SERVER span.
+      const carried = trace.upstream({
+        id,
+        dialect: route.dialect,
+        operation: info.operation,
+        model: info.model,
+        stream: info.stream,
+        params: info.params,
+        method,
+        upstream: { name: route.upstream.name, url: route.upstream.url, origin: route.upstream.origin },
+        path: route.path,
+      });
+      for (const [name, value] of carried) {
+        removeHeader(headers, name);
+        headers.push(name, value);
+      }
+    } catch (err) {
+      deps.onInternalError(err, base);
+    }
+  }
 
   if (bus.wantsStart) {
     bus.start({
@@ -108,8 +131,25 @@ export async function runExchange(deps: ExchangeDeps, route: Route, req: Incomin
     usageInjected: rewrite !== null,
     requestJson: () => (json.partial && raw ? parseWhole(raw) : json.value),
   });
+  endTrace(deps, trace, record);
   bus.end(record);
   return record;
+}
+
+function endTrace(deps: ExchangeDeps, trace: TraceHandle | null, record: ExchangeRecord): void {
+  if (!trace) return;
+  record.traceId = trace.traceId;
+  try {
+    trace.end(record);
+  } catch (err) {
+    deps.onInternalError(err, record);
+  }
+}
+
+/** Drops every value of a header (any case) from flat [name, value, ...] pairs. */
+function removeHeader(pairs: string[], name: string): void {
+  const lower = name.toLowerCase();
+  for (let i = pairs.length - 2; i >= 0; i -= 2) if (pairs[i]!.toLowerCase() === lower) pairs.splice(i, 2);
 }
 
 async function buildRecord(
@@ -181,6 +221,7 @@ async function finishEarly(
   res: ServerResponse,
   err: unknown,
   t0: number,
+  trace: TraceHandle | null,
 ): Promise<ExchangeRecord> {
   const dialect = dialectOf(base.dialect);
   let outcome: Outcome;
@@ -223,6 +264,7 @@ async function finishEarly(
     usageInjected: false,
     notes: [],
   };
+  endTrace(deps, trace, record);
   deps.bus.end(record);
   return record;
 }

@@ -273,6 +273,9 @@ export function relay(rq: RelayRequest, s: RelaySettings): Promise<RelayResult> 
         if (outcome !== null || settled) return;
         if (err instanceof LlmtapError) {
           fail(err.code === 'LLMTAP_UPSTREAM_IDLE' ? 'upstream_idle' : 'upstream_timeout', err);
+        } else if (headAt === null && (err as { code?: string }).code === 'UND_ERR_SOCKET') {
+          // Connected, request sent, then the socket closed: the upstream was reached but did not answer.
+          fail('upstream_aborted', new LlmtapError('LLMTAP_UPSTREAM_ABORTED', `upstream ${upstreamName} closed the connection without answering: ${describeCause(err)}`, { cause: err }));
         } else if (headAt === null) {
           fail('upstream_unreachable', new LlmtapError('LLMTAP_UPSTREAM_UNREACHABLE', `upstream ${upstreamName} is unreachable: ${describeCause(err)}`, { cause: err }));
         } else {
