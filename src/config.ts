@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
 
-type Kind = 'string' | 'url' | 'int' | 'number' | 'switch' | 'enum';
+type Kind = 'string' | 'url' | 'int' | 'number' | 'switch' | 'enum' | 'list' | 'path';
 
 interface SettingSpec<K extends keyof Config = keyof Config> {
   key: K;
@@ -29,6 +29,25 @@ export interface Config {
   streamUsage: boolean;
   shutdownGraceMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** telemetry: most distinct model values a metric keeps before counting the rest as 'other' */
+  metricsMaxModels: number;
+  /** wire captures (CONTRACT §4) */
+  capture: boolean;
+  captureDir: string;
+  captureMaxFileMb: number;
+  captureMaxFiles: number;
+  /** extra header names to redact, lower-cased, beside the built-in credential list */
+  captureRedact: string[];
+  captureBodies: boolean;
+  /** usage store and API (CONTRACT §5) */
+  usage: boolean;
+  usageFile: string;
+  usageFlushMs: number;
+  usageMaxRecords: number;
+  /** a JSON/YAML price table overriding the built-in one; '' for none */
+  prices: string;
+  /** '' = admin endpoints answer loopback clients only */
+  adminToken: string;
   /** the config file read, if any (LLMTAP_CONFIG / --config) */
   configFile: string | null;
 }
@@ -46,6 +65,19 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   streamUsage: true,
   shutdownGraceMs: 10_000,
   logLevel: 'info',
+  metricsMaxModels: 100,
+  capture: false,
+  captureDir: './captures',
+  captureMaxFileMb: 64,
+  captureMaxFiles: 20,
+  captureRedact: [],
+  captureBodies: true,
+  usage: true,
+  usageFile: './data/usage.json',
+  usageFlushMs: 1000,
+  usageMaxRecords: 50_000,
+  prices: '',
+  adminToken: '',
   configFile: null,
 });
 
@@ -83,6 +115,19 @@ const onOff = z
     return z.NEVER;
   });
 
+/** Comma-separated header names (env, flag) or a list (file); lower-cased, empty entries dropped. */
+const headerList = z.union([z.string(), z.array(z.string())]).transform((v, ctx) => {
+  const items = (Array.isArray(v) ? v : v.split(',')).map((x) => x.trim().toLowerCase()).filter(Boolean);
+  const bad = items.find((x) => !/^[a-z0-9!#$%&'*+.^_`|~-]+$/.test(x));
+  if (bad) {
+    ctx.addIssue({ code: 'custom', message: `"${bad}" is not a header name` });
+    return z.NEVER;
+  }
+  return items;
+});
+const path = z.string().trim().min(1);
+const optionalPath = z.string().trim();
+
 function spec<K extends keyof Config>(s: SettingSpec<K>): SettingSpec<K> {
   return s;
 }
@@ -101,6 +146,19 @@ export const SETTINGS = [
   spec({ key: 'streamUsage', env: 'LLMTAP_STREAM_USAGE', flag: 'stream-usage', kind: 'switch', help: 'ask OpenAI-dialect streams for usage and hide it from clients that did not ask', allowed: 'on or off', schema: onOff }),
   spec({ key: 'shutdownGraceMs', env: 'LLMTAP_SHUTDOWN_GRACE_MS', flag: 'shutdown-grace-ms', kind: 'int', help: 'on SIGTERM/SIGINT, how long in-flight exchanges may finish', allowed: 'an integer from 0 to 3600000', schema: int(0, 3_600_000) }),
   spec({ key: 'logLevel', env: 'LLMTAP_LOG_LEVEL', flag: 'log-level', kind: 'enum', help: 'log level', allowed: LOG_LEVELS.join(', '), schema: z.enum(LOG_LEVELS) }),
+  spec({ key: 'metricsMaxModels', env: 'LLMTAP_METRICS_MAX_MODELS', flag: 'metrics-max-models', kind: 'int', help: "distinct model values kept in metric labels; the rest count as 'other'", allowed: 'an integer from 1 to 10000', schema: int(1, 10_000) }),
+  spec({ key: 'capture', env: 'LLMTAP_CAPTURE', flag: 'capture', kind: 'switch', help: 'write every exchange to CBOR wire captures', allowed: 'on or off', schema: onOff }),
+  spec({ key: 'captureDir', env: 'LLMTAP_CAPTURE_DIR', flag: 'capture-dir', kind: 'path', help: 'folder for capture files', allowed: 'a folder path', schema: path }),
+  spec({ key: 'captureMaxFileMb', env: 'LLMTAP_CAPTURE_MAX_FILE_MB', flag: 'capture-max-file-mb', kind: 'number', help: 'a capture file is closed and a new one started past this size', allowed: 'a number from 0.01 to 65536', schema: decimal(0.01, 65_536) }),
+  spec({ key: 'captureMaxFiles', env: 'LLMTAP_CAPTURE_MAX_FILES', flag: 'capture-max-files', kind: 'int', help: 'oldest capture files are deleted past this count', allowed: 'an integer from 1 to 100000', schema: int(1, 100_000) }),
+  spec({ key: 'captureRedact', env: 'LLMTAP_CAPTURE_REDACT', flag: 'capture-redact', kind: 'list', help: 'more header names never written to captures (comma-separated)', allowed: 'comma-separated header names', schema: headerList }),
+  spec({ key: 'captureBodies', env: 'LLMTAP_CAPTURE_BODIES', flag: 'capture-bodies', kind: 'switch', help: 'write request and response bodies to captures (off: heads and timings only)', allowed: 'on or off', schema: onOff }),
+  spec({ key: 'usage', env: 'LLMTAP_USAGE', flag: 'usage', kind: 'switch', help: 'keep per-exchange usage records and serve the usage API', allowed: 'on or off', schema: onOff }),
+  spec({ key: 'usageFile', env: 'LLMTAP_USAGE_FILE', flag: 'usage-file', kind: 'path', help: 'the usage store (lowdb JSON file)', allowed: 'a file path', schema: path }),
+  spec({ key: 'usageFlushMs', env: 'LLMTAP_USAGE_FLUSH_MS', flag: 'usage-flush-ms', kind: 'int', help: 'how often new usage records are written', allowed: 'an integer from 10 to 3600000', schema: int(10, 3_600_000) }),
+  spec({ key: 'usageMaxRecords', env: 'LLMTAP_USAGE_MAX_RECORDS', flag: 'usage-max-records', kind: 'int', help: 'records kept whole; older ones are rolled up into daily totals', allowed: 'an integer from 10 to 10000000', schema: int(10, 10_000_000) }),
+  spec({ key: 'prices', env: 'LLMTAP_PRICES', flag: 'prices', kind: 'path', help: 'a JSON/YAML price table overriding the built-in one (USD per million tokens)', allowed: 'a file path', schema: optionalPath }),
+  spec({ key: 'adminToken', env: 'LLMTAP_ADMIN_TOKEN', flag: 'admin-token', kind: 'string', help: 'admin endpoints accept this bearer token from any client (else loopback only)', allowed: 'a string', schema: z.string() }),
 ] as const satisfies readonly SettingSpec[];
 
 const CONFIG_FILE = { env: 'LLMTAP_CONFIG', flag: 'config' } as const;
@@ -251,7 +309,7 @@ export function helpText(): string {
   const rows = SETTINGS.map((s) => {
     const flag = s.kind === 'switch' ? `--${s.flag} / --no-${s.flag}` : `--${s.flag} <${s.kind}>`;
     const def = DEFAULTS[s.key];
-    const shownDefault = typeof def === 'boolean' ? (def ? 'on' : 'off') : String(def);
+    const shownDefault = typeof def === 'boolean' ? (def ? 'on' : 'off') : def === '' || (Array.isArray(def) && def.length === 0) ? 'none' : String(def);
     return `  ${flag.padEnd(34)} ${s.env.padEnd(28)} default ${shownDefault}\n      ${s.help}`;
   });
   return [
