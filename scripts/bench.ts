@@ -1,6 +1,7 @@
 // `npm run bench`: runs a fast mock upstream, a bare reference proxy and llmtap, loads each from a pinned process, prints the verdict.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { connect, createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -40,6 +41,10 @@ interface StartContext {
   upstreamUrl: string;
   port: number;
   llmtapEntry: string;
+  /** an OTLP/HTTP sink in the bench process that accepts and discards exports */
+  otlpSinkUrl: string;
+  /** a loopback URL nothing listens on: a collector that is down */
+  closedUrl: string;
 }
 
 interface ChildSpec {
@@ -53,6 +58,8 @@ interface TargetDef {
   role: Role;
   /** how to start it on `ctx.port`; null means "the upstream itself" */
   start: ((ctx: StartContext) => ChildSpec) | null;
+  /** compare this candidate with another target instead of the reference, with its own throughput limit */
+  against?: { target: string; ratio: number };
 }
 
 function shortPath(file: string): string {
@@ -68,8 +75,20 @@ const benchScript = (file: string): string[] => ['--import', 'tsx/esm', join(BEN
 function llmtap(extraEnv: Record<string, string> = {}): (ctx: StartContext) => ChildSpec {
   return (ctx) => ({
     args: [ctx.llmtapEntry],
-    env: { LLMTAP_PORT: String(ctx.port), LLMTAP_OPENAI_URL: ctx.upstreamUrl, LLMTAP_LOG_LEVEL: 'warn', ...extraEnv },
+    // Telemetry and the usage store off unless a variant turns them on, so each variant measures its own feature.
+    env: { LLMTAP_PORT: String(ctx.port), LLMTAP_OPENAI_URL: ctx.upstreamUrl, LLMTAP_LOG_LEVEL: 'warn', OTEL_SDK_DISABLED: 'true', LLMTAP_USAGE: 'off', ...extraEnv },
   });
+}
+
+let benchCaptureDir: string | null = null;
+/** One temporary capture folder per bench run, deleted at exit. */
+function captureDir(): string {
+  if (!benchCaptureDir) {
+    const dir = mkdtempSync(join(tmpdir(), 'llmtap-bench-captures-'));
+    benchCaptureDir = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  return benchCaptureDir;
 }
 
 const TARGETS: readonly TargetDef[] = [
@@ -80,8 +99,40 @@ const TARGETS: readonly TargetDef[] = [
     start: (ctx) => ({ args: benchScript('bare-proxy.ts'), env: { [CHILD_ENV.port]: String(ctx.port), [CHILD_ENV.upstream]: ctx.upstreamUrl } }),
   },
   { name: 'llmtap', role: 'candidate', start: llmtap() },
-  // e.g. { name: 'llmtap+otel', role: 'candidate', start: llmtap({ OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' }) },
+  // Captures into a fresh temporary folder (removed when the bench exits); issue 4 wants it within 15% of plain llmtap.
+  {
+    name: 'llmtap+captures',
+    role: 'candidate',
+    // Small files and few of them: rotation and pruning run during the bench, and the disk use stays bounded.
+    start: (ctx) => llmtap({ LLMTAP_CAPTURE: 'on', LLMTAP_CAPTURE_DIR: captureDir(), LLMTAP_CAPTURE_MAX_FILE_MB: '16', LLMTAP_CAPTURE_MAX_FILES: '4' })(ctx),
+  },
+  // Full telemetry (issue 3): Prometheus metrics (own listener on a free port) and OTLP traces; within 10% of plain llmtap.
+  { name: 'llmtap+otel', role: 'candidate', start: (ctx) => llmtap(otelEnv(ctx.otlpSinkUrl))(ctx), against: { target: 'llmtap', ratio: 0.9 } },
+  { name: 'llmtap+otel (collector down)', role: 'candidate', start: (ctx) => llmtap(otelEnv(ctx.closedUrl))(ctx), against: { target: 'llmtap', ratio: 0.9 } },
 ];
+
+function otelEnv(endpoint: string): Record<string, string> {
+  return { OTEL_SDK_DISABLED: 'false', OTEL_METRICS_EXPORTER: 'prometheus', OTEL_EXPORTER_PROMETHEUS_PORT: '0', OTEL_TRACES_EXPORTER: 'otlp', OTEL_EXPORTER_OTLP_ENDPOINT: endpoint };
+}
+
+/** Accepts OTLP/HTTP exports and throws them away, as a collector that keeps up would. */
+function startOtlpSink(): Promise<{ url: string; close(): void }> {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': req.headers['content-type'] === 'application/json' ? 'application/json' : 'application/x-protobuf' });
+      res.end(req.headers['content-type'] === 'application/json' ? '{}' : '');
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, HOST, () => {
+      server.unref();
+      const a = server.address();
+      resolve({ url: `http://${HOST}:${typeof a === 'object' && a ? a.port : 0}`, close: () => server.close() });
+    });
+  });
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Options
@@ -419,6 +470,8 @@ async function main(argv: string[]): Promise<number> {
     await fleet.ready(upstream, upstreamPort);
     const upstreamUrl = `http://${HOST}:${upstreamPort}`;
 
+    const sink = await startOtlpSink();
+    const closedUrl = `http://${HOST}:${await freePort()}`;
     const targets: LoadPlan['targets'] = [];
     for (const def of options.targets) {
       if (!def.start) {
@@ -426,7 +479,7 @@ async function main(argv: string[]): Promise<number> {
         continue;
       }
       const port = await freePort();
-      const spec = def.start({ upstreamUrl, port, llmtapEntry: options.llmtapEntry });
+      const spec = def.start({ upstreamUrl, port, llmtapEntry: options.llmtapEntry, otlpSinkUrl: sink.url, closedUrl });
       const started = fleet.spawn(def.name, CPU.servers, spec, 'server');
       await fleet.ready(started, port);
       targets.push({ name: def.name, origin: `http://${HOST}:${port}` });
@@ -453,6 +506,7 @@ async function main(argv: string[]): Promise<number> {
       connections: options.connections,
       ttfbRequests: options.ttfbRequests,
       roles: Object.fromEntries(options.targets.map((t) => [t.name, t.role])),
+      against: Object.fromEntries(options.targets.flatMap((t) => (t.against && options.targets.some((o) => o.name === t.against!.target) ? [[t.name, t.against]] : []))),
     });
     const deaths = [...fleet.deaths];
     const logNotes = fleet.serverLogNotes();

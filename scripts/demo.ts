@@ -209,7 +209,7 @@ const POINTERS: readonly Pointer[] = [
       if (!hasSetting('LLMTAP_CAPTURE')) return null;
       const dir = String(setting(config, 'LLMTAP_CAPTURE_DIR') ?? './captures');
       return setting(config, 'LLMTAP_CAPTURE') === true
-        ? [`written to ${dir}`, `npm run inspect -- ${dir}`]
+        ? [`written to ${dir} (llmtap-*.cbor)`, `npm run inspect -- ${dir}   then --show <id>, --detect-issues, --stats, --har out.har, --follow`]
         : ['off in this run', `LLMTAP_CAPTURE=on npm run demo, then npm run inspect -- ${dir}`];
     },
   },
@@ -219,7 +219,12 @@ const POINTERS: readonly Pointer[] = [
     probes: ['/v1/usage/recent?limit=5'],
     async lines({ proxyUrl }) {
       if ((await llmtapServes(proxyUrl, '/v1/usage/recent?limit=5')) !== 200) return null;
-      return [`curl ${proxyUrl}/v1/usage/stats`, `curl '${proxyUrl}/v1/usage/recent?limit=10'`];
+      return [
+        `open ${proxyUrl}/dashboard   live page: active exchanges, per-model totals, ttft and tokens/s`,
+        `npm run top -- --url ${proxyUrl}   the same in the terminal, like top`,
+        `curl ${proxyUrl}/v1/usage/stats   totals, p50/p95/p99, per model and upstream (?model= &since=1h ...)`,
+        `curl '${proxyUrl}/v1/usage/export?format=csv'   every record; also /v1/usage/recent, /v1/diagnostics/activity`,
+      ];
     },
   },
   {
@@ -228,7 +233,7 @@ const POINTERS: readonly Pointer[] = [
     probes: ['/health'],
     async lines({ proxyUrl }) {
       const status = await llmtapServes(proxyUrl, '/health');
-      return status === 200 || status === 503 ? [`curl ${proxyUrl}/health`] : null;
+      return status === 200 || status === 503 ? [`curl ${proxyUrl}/health   ${status === 200 ? '200: every upstream answers' : '503: names the upstream that does not answer'}`] : null;
     },
   },
 ];

@@ -12,6 +12,8 @@ export interface ReportMeta {
   connections: number;
   ttfbRequests: number;
   roles: Record<string, Role>;
+  /** candidates compared with another target than the reference (telemetry vs plain llmtap), with their own ratio limit */
+  against?: Record<string, { target: string; ratio: number }>;
 }
 
 /** A target of the issue. `ratio`: candidate req/s ÷ reference req/s ≥ limit; `delta`: candidate p50 − reference p50 ≤ limit ms. */
@@ -58,11 +60,14 @@ export function failures(run: RunFigures): number {
 }
 
 export function buildReport(result: LoadResult, meta: ReportMeta): Report {
-  const reference = result.targets.find((t) => meta.roles[t.name] === 'reference');
+  const defaultReference = result.targets.find((t) => meta.roles[t.name] === 'reference');
   const checks: CheckResult[] = [];
-  if (reference) {
+  if (defaultReference) {
     for (const candidate of result.targets.filter((t) => meta.roles[t.name] === 'candidate')) {
-      for (const spec of CHECKS) {
+      const other = meta.against?.[candidate.name];
+      const reference = (other && result.targets.find((t) => t.name === other.target)) || defaultReference;
+      for (const base of CHECKS) {
+        const spec = other && base.kind === 'ratio' ? { ...base, limit: other.ratio } : base;
         const c = candidate.runs[spec.run];
         const r = reference.runs[spec.run];
         const value = spec.kind === 'ratio' ? (c.rps ?? NaN) / (r.rps ?? NaN) : (c.p50Ms ?? NaN) - (r.p50Ms ?? NaN);
@@ -84,12 +89,12 @@ function fixed(n: number | null, digits: number): string {
   return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-function describeCheck(c: CheckResult): string {
+function describeCheck(c: CheckResult, referenceName: string): string {
   // Rounded first, so that −0.001 reads +0.00 rather than −0.00.
   const shown = Math.round(c.value * 100) / 100 || 0;
   const figure = c.kind === 'ratio' ? `${fixed(shown, 2)}×` : `${shown >= 0 ? '+' : ''}${fixed(shown, 2)} ms`;
   const limit = c.kind === 'ratio' ? `≥ ${fixed(c.limit, 2)}×` : `≤ +${c.limit} ms`;
-  return `${figure} (${limit}) ${c.pass ? 'PASS' : 'FAIL'}${c.spoiled ? ` (${c.spoiled})` : ''}`;
+  return `${figure} (${limit}) ${c.pass ? 'PASS' : 'FAIL'}${c.spoiled ? ` (${c.spoiled})` : ''}${c.reference !== referenceName ? ` vs ${c.reference}` : ''}`;
 }
 
 function table(rows: string[][], rightAligned: ReadonlySet<number>): string {
@@ -122,7 +127,7 @@ export function formatReport(report: Report): string {
         fixed(f.p50Ms, 2),
         fixed(f.p99Ms, 2),
         bad ? `${bad} !` : '0',
-        check ? describeCheck(check) : '',
+        check ? describeCheck(check, reference) : '',
       ]);
     });
   }

@@ -1,6 +1,8 @@
 // Runs llmtap out of process: `node scripts/llmtap.mjs` as a user would, and the heap-reporting harness.
 import { spawn, fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,14 +18,27 @@ export interface Exit {
   signal: NodeJS.Signals | null;
 }
 
-/** The parent's environment without any LLMTAP_* or OTEL_* setting, so a developer's shell cannot change a test. */
+/** Where spawned llmtap processes keep their files, so no test writes into the repository's ./data or ./captures. */
+const SCRATCH = mkdtempSync(join(tmpdir(), 'llmtap-proc-'));
+let spawned = 0;
+
+/**
+ * The parent's environment without any LLMTAP_* or OTEL_* setting, so a developer's shell cannot change a test,
+ * plus what keeps parallel processes apart: their own usage file and capture folder, and no fixed Prometheus port.
+ */
 export function cleanEnv(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     if (v === undefined || k.startsWith('LLMTAP_') || k.startsWith('OTEL_')) continue;
     env[k] = v;
   }
-  return { ...env, ...extra };
+  const own = join(SCRATCH, String(++spawned));
+  const isolation = {
+    LLMTAP_USAGE_FILE: join(own, 'usage.json'),
+    LLMTAP_CAPTURE_DIR: join(own, 'captures'),
+    OTEL_EXPORTER_PROMETHEUS_PORT: '0',
+  };
+  return { ...env, ...isolation, ...extra };
 }
 
 /** Runs llmtap to its exit (for bad settings, --help): bounded by timeoutMs, after which it is killed. */

@@ -136,11 +136,25 @@ describe('config: bad values give one line naming the setting, the value and wha
     ['LLMTAP_STREAM_USAGE', 'stream-usage', 'maybe', ['on', 'off']],
     ['LLMTAP_SHUTDOWN_GRACE_MS', 'shutdown-grace-ms', '-5', ['0', '3600000']],
     ['LLMTAP_LOG_LEVEL', 'log-level', 'loud', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']],
+    ['LLMTAP_METRICS_MAX_MODELS', 'metrics-max-models', '0', ['1', '10000']],
+    ['LLMTAP_CAPTURE', 'capture', 'maybe', ['on', 'off']],
+    ['LLMTAP_CAPTURE_DIR', 'capture-dir', '  ', ['folder']],
+    ['LLMTAP_CAPTURE_MAX_FILE_MB', 'capture-max-file-mb', '0', ['0.01', '65536']],
+    ['LLMTAP_CAPTURE_MAX_FILES', 'capture-max-files', '0', ['1', '100000']],
+    ['LLMTAP_CAPTURE_REDACT', 'capture-redact', 'x-ok,bad header', ['header names']],
+    ['LLMTAP_CAPTURE_BODIES', 'capture-bodies', 'maybe', ['on', 'off']],
+    ['LLMTAP_USAGE', 'usage', 'maybe', ['on', 'off']],
+    ['LLMTAP_USAGE_FILE', 'usage-file', '  ', ['file path']],
+    ['LLMTAP_USAGE_FLUSH_MS', 'usage-flush-ms', '5', ['10', '3600000']],
+    ['LLMTAP_USAGE_MAX_RECORDS', 'usage-max-records', '1', ['10', '10000000']],
   ];
 
-  it('every setting but host has a bad-value case here', () => {
+  /** Free text: any value is a valid host name to try, token or (empty = none) price file. */
+  const FREE_TEXT = new Set(['LLMTAP_HOST', 'LLMTAP_ADMIN_TOKEN', 'LLMTAP_PRICES']);
+
+  it('every setting but the free-text ones has a bad-value case here', () => {
     const covered = new Set(cases.map((c) => c[0]));
-    for (const s of SETTINGS) if (s.env !== 'LLMTAP_HOST') assert.ok(covered.has(s.env), s.env);
+    for (const s of SETTINGS) if (!FREE_TEXT.has(s.env)) assert.ok(covered.has(s.env), s.env);
   });
 
   for (const [env, flag, value, allowed] of cases) {

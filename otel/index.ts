@@ -1,0 +1,21 @@
+// otel/: llmtap's telemetry, knowing nothing of the proxy. Every export is named here.
+export { readTelemetrySettings, TelemetrySettingError, DEFAULTS as TELEMETRY_DEFAULTS } from './settings.ts';
+export type { TelemetrySettings, ExporterRef, OtlpSignalSettings, OtlpProtocol, ContentCapture, SamplerName, Env } from './settings.ts';
+export { TRACE_EXPORTERS, METRIC_EXPORTERS, TRACE_EXPORTER_NAMES, METRIC_EXPORTER_NAMES, buildTraceSinks, buildMetricSinks } from './exporters.ts';
+export type { TraceSink, MetricSink, ModuleExporterContext, ModuleExporterFactory } from './exporters.ts';
+export { startTelemetrySdk, buildResource, buildSampler } from './sdk.ts';
+export type { SdkOptions, TelemetrySdk } from './sdk.ts';
+export { createInstruments } from './instruments.ts';
+export type { InstrumentSources } from './instruments.ts';
+export { createExchangeMetrics, createModelCap, createServerOf } from './metrics.ts';
+export type { ExchangeMetrics } from './metrics.ts';
+export { createSpanRecorder, clientSpanName } from './spans.ts';
+export type { SpanRecorder, RequestSpans, CapturedContent, IncomingHeaders } from './spans.ts';
+export { createContentCollector, inputMessages, outputMessages, CONTENT_LIMITS } from './content.ts';
+export type { ContentCollector } from './content.ts';
+export { createFailureTracker, guardSpanExporter, guardMetricExporter, describeExportError } from './failures.ts';
+export type { ExportFailure, FailureTracker } from './failures.ts';
+export { startTelemetry, telemetryOff } from './telemetry.ts';
+export type { Telemetry, TelemetryOptions } from './telemetry.ts';
+export { ATTR, EVENT, METRIC, BUCKETS, OTHER_MODEL, INSTRUMENTATION_SCOPE } from './semconv.ts';
+export type { TelemetryExchange, TelemetryCall, TelemetryParams, TelemetryStart } from './exchange.ts';

@@ -1,0 +1,23 @@
+// The instruments read at collection time from llmtap's state (in-flight exchanges, export failures), created once per meter.
+import type { Meter } from '@opentelemetry/api';
+import type { FailureTracker } from './failures.ts';
+import { ATTR, METRIC } from './semconv.ts';
+
+export interface InstrumentSources {
+  /** exchanges in flight right now, read at each collection (no per-request work) */
+  activeRequests(): number;
+  failures: FailureTracker;
+}
+
+/**
+ * llmtap.active_requests (up-down counter) and llmtap.telemetry.export_failures (counter), both observed when a
+ * reader collects. The per-exchange histograms and counters are aggregated by metrics.ts (see there for why).
+ */
+export function createInstruments(meter: Meter, sources: InstrumentSources): void {
+  const active = meter.createObservableUpDownCounter(METRIC.activeRequests.name, { unit: METRIC.activeRequests.unit, description: METRIC.activeRequests.description });
+  active.addCallback((r) => r.observe(sources.activeRequests()));
+  const failures = meter.createObservableCounter(METRIC.exportFailures.name, { unit: METRIC.exportFailures.unit, description: METRIC.exportFailures.description });
+  failures.addCallback((r) => {
+    for (const f of sources.failures.counts()) r.observe(f.count, { [ATTR.llmtapSignal]: f.signal, [ATTR.llmtapExporter]: f.exporter });
+  });
+}

@@ -1,0 +1,205 @@
+// Starts a tracer and a meter provider for one llmtap instance, without touching OpenTelemetry's globals.
+import http from 'node:http';
+import { hostname, arch } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import type { Meter, Tracer } from '@opentelemetry/api';
+import { SDK_INFO } from '@opentelemetry/core';
+import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  type Sampler,
+  type SpanExporter,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader, type MetricProducer, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
+import { buildMetricSinks, buildTraceSinks, type MetricSink } from './exporters.ts';
+import { createFailureTracker, guardMetricExporter, guardSpanExporter, type ExportFailure, type FailureTracker } from './failures.ts';
+import { INSTRUMENTATION_SCOPE } from './semconv.ts';
+import type { Env, TelemetrySettings } from './settings.ts';
+
+export interface SdkOptions {
+  env: Env;
+  serviceVersion: string;
+  /** the first failure of each exporter, with a one-line message naming the endpoint and the cause */
+  onExportFailure(f: ExportFailure, message: string): void;
+  /** something worth one warning (the Prometheus listener could not bind) */
+  warn(message: string): void;
+  /** more span exporters beside the configured ones (tests: InMemorySpanExporter) */
+  extraSpanExporters?: SpanExporter[];
+  /** more metric exporters beside the configured ones (tests: InMemoryMetricExporter), exported on forceFlush */
+  extraMetricExporters?: PushMetricExporter[];
+  /** metrics aggregated outside the SDK's instruments, handed to every reader (llmtap's exchange metrics) */
+  metricProducers?: MetricProducer[];
+}
+
+export interface TelemetrySdk {
+  tracer: Tracer;
+  meter: Meter;
+  /** some span exporter is configured: spans are worth recording */
+  tracing: boolean;
+  failures: FailureTracker;
+  /** answers a Prometheus scrape (GET /metrics) when the prometheus exporter is on */
+  serveMetrics: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | null;
+  /** where the Prometheus exporter's own listener really listens (port 0 resolved), null when it is off or could not bind */
+  prometheusUrl: string | null;
+  forceFlush(): Promise<void>;
+  /** flushes and stops, bounded in time so a dead collector cannot hold shutdown */
+  shutdown(): Promise<void>;
+}
+
+const SHUTDOWN_LIMIT_MS = 5000;
+
+export function buildResource(settings: TelemetrySettings, serviceVersion: string): Resource {
+  return resourceFromAttributes({
+    ...SDK_INFO,
+    'host.name': hostname(),
+    'host.arch': arch(),
+    'process.pid': process.pid,
+    'process.runtime.name': 'nodejs',
+    'process.runtime.version': process.versions.node,
+    'service.version': serviceVersion,
+    ...settings.resourceAttributes,
+    'service.name': settings.serviceName,
+  });
+}
+
+export function buildSampler(s: TelemetrySettings['sampler']): Sampler {
+  switch (s.name) {
+    case 'always_on':
+      return new AlwaysOnSampler();
+    case 'always_off':
+      return new AlwaysOffSampler();
+    case 'traceidratio':
+      return new TraceIdRatioBasedSampler(s.ratio);
+    case 'parentbased_always_off':
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case 'parentbased_traceidratio':
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(s.ratio) });
+    case 'parentbased_always_on':
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+  }
+}
+
+function withLimit<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
+}
+
+/** The Prometheus exporter's own scrape listener: unref'd so it never holds the process open; a busy port is a warning. */
+async function listenForScrapes(sink: Extract<MetricSink, { kind: 'pull' }>, warn: (m: string) => void): Promise<{ server: http.Server; url: string } | null> {
+  const { host, port } = sink.listen!;
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/metrics') return sink.serve!(req, res);
+    res.statusCode = 404;
+    res.end('llmtap: this listener only serves GET /metrics\n');
+  });
+  const ok = await new Promise<boolean>((resolve) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      warn(
+        `telemetry: the Prometheus listener cannot listen on ${host}:${port}: ${err.code ?? err.message} (set OTEL_EXPORTER_PROMETHEUS_HOST / OTEL_EXPORTER_PROMETHEUS_PORT); /metrics is still served on llmtap's own port`,
+      );
+      resolve(false);
+    });
+    server.listen(port, host, () => resolve(true));
+  });
+  if (!ok) return null;
+  server.unref();
+  const a = server.address() as AddressInfo;
+  const shownHost = a.address.includes(':') ? `[${a.address}]` : a.address;
+  return { server, url: `http://${shownHost}:${a.port}/metrics` };
+}
+
+export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOptions): Promise<TelemetrySdk> {
+  const resource = buildResource(settings, opts.serviceVersion);
+  const failures = createFailureTracker(opts.onExportFailure);
+
+  const traceSinks = await buildTraceSinks(settings, opts.env);
+  const producers = opts.metricProducers ?? [];
+  const metricSinks = await buildMetricSinks(settings, opts.env, producers);
+
+  const processors: SpanProcessor[] = [];
+  const batch = settings.batch;
+  for (const sink of traceSinks) {
+    const exporter = guardSpanExporter(sink.exporter, sink.name, sink.endpoint, failures);
+    processors.push(
+      new BatchSpanProcessor(exporter, {
+        maxQueueSize: batch.maxQueueSize,
+        maxExportBatchSize: Math.min(batch.maxExportBatchSize, batch.maxQueueSize),
+        scheduledDelayMillis: batch.scheduledDelayMs,
+        exportTimeoutMillis: batch.exportTimeoutMs,
+      }),
+    );
+  }
+  for (const exporter of opts.extraSpanExporters ?? []) {
+    processors.push(new BatchSpanProcessor(exporter, { maxQueueSize: batch.maxQueueSize, scheduledDelayMillis: batch.scheduledDelayMs }));
+  }
+  const tracing = processors.length > 0;
+  const tracerProvider = new BasicTracerProvider({
+    resource,
+    // With no exporter, spans only carry ids (x-llmtap-trace-id, traceparent): a client's sampled trace stays sampled upstream.
+    sampler: tracing ? buildSampler(settings.sampler) : new ParentBasedSampler({ root: new AlwaysOffSampler() }),
+    spanProcessors: processors,
+    // No value length limit: the only long values (message content) are bounded by content.ts, and the check costs per attribute.
+    spanLimits: { attributeCountLimit: 128, eventCountLimit: 16 },
+  });
+
+  const readers: IMetricReader[] = [];
+  let serveMetrics: TelemetrySdk['serveMetrics'] = null;
+  const listeners: http.Server[] = [];
+  let prometheusUrl: string | null = null;
+  const interval = settings.metricExportIntervalMs;
+  for (const sink of metricSinks) {
+    if (sink.kind === 'push') {
+      readers.push(
+        new PeriodicExportingMetricReader({
+          exporter: guardMetricExporter(sink.exporter, sink.name, sink.endpoint, failures),
+          exportIntervalMillis: interval,
+          exportTimeoutMillis: Math.min(settings.metricExportTimeoutMs, interval),
+          metricProducers: producers,
+        }),
+      );
+      continue;
+    }
+    readers.push(sink.reader);
+    if (sink.serve && !serveMetrics) serveMetrics = sink.serve;
+    if (sink.serve && sink.listen) {
+      const l = await listenForScrapes(sink, opts.warn);
+      if (l) {
+        listeners.push(l.server);
+        prometheusUrl ??= l.url;
+      }
+    }
+  }
+  for (const exporter of opts.extraMetricExporters ?? []) {
+    readers.push(new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 3_600_000, metricProducers: producers }));
+  }
+  const meterProvider = new MeterProvider({ resource, readers });
+
+  let stopped: Promise<void> | null = null;
+  return {
+    tracer: tracerProvider.getTracer(INSTRUMENTATION_SCOPE, opts.serviceVersion),
+    meter: meterProvider.getMeter(INSTRUMENTATION_SCOPE, opts.serviceVersion),
+    tracing,
+    failures,
+    serveMetrics,
+    prometheusUrl,
+    async forceFlush() {
+      await withLimit(Promise.allSettled([tracerProvider.forceFlush(), meterProvider.forceFlush()]), SHUTDOWN_LIMIT_MS);
+    },
+    shutdown() {
+      stopped ??= (async () => {
+        for (const s of listeners) {
+          s.close();
+          s.closeAllConnections();
+        }
+        await withLimit(Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]), SHUTDOWN_LIMIT_MS);
+      })();
+      return stopped;
+    },
+  };
+}
