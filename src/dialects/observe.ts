@@ -136,11 +136,17 @@ export const obj = (v: unknown): Record<string, unknown> | undefined =>
   v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 export const arr = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
-/** Drops undefined fields; null when nothing was reported. */
+/** Drops undefined fields; null when nothing was reported. Field by field: this runs for every response. */
 export function usageOf(u: ReportedUsage): ReportedUsage | null {
   const out: ReportedUsage = {};
-  for (const [k, v] of Object.entries(u) as [keyof ReportedUsage, number | undefined][]) if (v !== undefined) out[k] = v;
-  return Object.keys(out).length > 0 ? out : null;
+  let n = 0;
+  if (u.input !== undefined) (out.input = u.input), n++;
+  if (u.output !== undefined) (out.output = u.output), n++;
+  if (u.total !== undefined) (out.total = u.total), n++;
+  if (u.cacheRead !== undefined) (out.cacheRead = u.cacheRead), n++;
+  if (u.cacheWrite !== undefined) (out.cacheWrite = u.cacheWrite), n++;
+  if (u.reasoning !== undefined) (out.reasoning = u.reasoning), n++;
+  return n > 0 ? out : null;
 }
 
 /** Request parameters shared by the dialects' request inspectors. */

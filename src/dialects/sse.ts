@@ -46,6 +46,22 @@ export function createSseParser(onEvent: (ev: SseEvent) => void, onOversize: (ch
 
   /** text holds whole lines only */
   const walk = (text: string): void => {
+    const n = text.length;
+    // The usual chunk is one whole event, `data: {...}\n\n`, met between events: take its data without the line walk.
+    if (
+      data === null &&
+      event === '' &&
+      !dropped &&
+      !skippingLine &&
+      n - 2 <= maxChars &&
+      text.charCodeAt(n - 2) === 10 &&
+      text.charCodeAt(n - 3) !== 13 &&
+      text.startsWith('data: ') &&
+      text.indexOf('\n') === n - 2
+    ) {
+      onEvent({ event: 'message', data: text.slice(6, n - 2) });
+      return;
+    }
     let i = 0;
     for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', i)) {
       let end = nl;
@@ -97,12 +113,14 @@ export function createSseParser(onEvent: (ev: SseEvent) => void, onOversize: (ch
         buf = Buffer.concat([tailBytes, buf]);
         tailBytes = null;
       }
-      const last = buf.lastIndexOf(0x0a);
+      // Upstreams write whole events, so a chunk nearly always ends in a newline: check that byte before searching.
+      const last = buf.length > 0 && buf[buf.length - 1] === 0x0a ? buf.length - 1 : buf.lastIndexOf(0x0a);
       if (last === -1) {
         hold(buf);
         return;
       }
-      walk(buf.toString('utf8', 0, last + 1));
+      // No encoding name: toString then decodes UTF-8 without looking the name up, on every chunk.
+      walk(buf.toString(undefined, 0, last + 1));
       if (last + 1 < buf.length) hold(buf.subarray(last + 1));
     },
     end() {

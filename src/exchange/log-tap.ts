@@ -47,6 +47,8 @@ export function logTap(logger: Logger, jsonLine: JsonLineWriter | null = null): 
     name: 'log',
     onEnd(r) {
       const level = r.outcome !== 'ok' || (r.status !== null && r.status >= 500) ? 'warn' : 'info';
+      // Checked before the line is built: at LLMTAP_LOG_LEVEL=warn most exchanges log nothing, and cost nothing.
+      if (!logger.isLevelEnabled(level)) return;
       if (jsonLine) jsonLine(level, fieldsJson(r), exchangeLine(r));
       else logger[level](exchangeFields(r), exchangeLine(r));
     },

@@ -3,11 +3,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
 import type { Config } from '../config.ts';
-import { dialect as dialectOf } from '../dialects/index.ts';
+import { dialect as dialectOf, type RequestInfo } from '../dialects/index.ts';
 import type { BodyRewrite } from '../dialects/types.ts';
 import { describeCause, LlmtapError } from '../errors.ts';
 import type { ExchangeBus } from '../exchange/bus.ts';
-import type { ExchangeRecord, Outcome, Timings } from '../exchange/record.ts';
+import type { ExchangeRecord, Outcome, Timings, TokenUsage } from '../exchange/record.ts';
 import type { TraceHandle } from '../exchange/tracing.ts';
 import { sendError } from './error-response.ts';
 import { headerRecord, upstreamRequestHeaders } from './headers.ts';
@@ -122,19 +122,39 @@ export async function runExchange(deps: ExchangeDeps, route: Route, req: Incomin
     { agent: deps.agent, bus, upstreamTimeoutMs: config.upstreamTimeoutMs, streamIdleMs: config.streamIdleMs },
   );
 
-  const record = await buildRecord(deps, base, result, {
-    info,
+  let usage: TokenUsage | Promise<TokenUsage>;
+  try {
+    usage = settleUsage({
+      info,
+      observation: result.observation,
+      status: result.status,
+      outcome: result.outcome,
+      requestJson: () => (json.partial && raw ? parseWhole(raw) : json.value),
+    });
+  } catch (err) {
+    deps.onInternalError(err, base);
+    usage = noUsage();
+  }
+  // Only an estimate is asynchronous: reported usage builds the record without another promise hop.
+  if (usage instanceof Promise) {
+    usage = await usage.catch((err: unknown) => {
+      deps.onInternalError(err, base);
+      return noUsage();
+    });
+  }
+  const record = buildRecord(base, result, info, usage, {
     t0,
     preForward,
     requestIn: raw?.length ?? 0,
     requestOut: bodyOut?.length ?? 0,
     usageInjected: rewrite !== null,
-    requestJson: () => (json.partial && raw ? parseWhole(raw) : json.value),
   });
   endTrace(deps, trace, record);
   bus.end(record);
   return record;
 }
+
+const noUsage = (): TokenUsage => ({ input: null, output: null, total: null, cacheRead: null, cacheWrite: null, reasoning: null, source: 'none' });
 
 function endTrace(deps: ExchangeDeps, trace: TraceHandle | null, record: ExchangeRecord): void {
   if (!trace) return;
@@ -152,30 +172,16 @@ function removeHeader(pairs: string[], name: string): void {
   for (let i = pairs.length - 2; i >= 0; i -= 2) if (pairs[i]!.toLowerCase() === lower) pairs.splice(i, 2);
 }
 
-async function buildRecord(
-  deps: ExchangeDeps,
+function buildRecord(
   base: Pick<ExchangeRecord, 'id' | 'startedAt' | 'method' | 'url' | 'dialect' | 'upstream'>,
   r: RelayResult,
-  x: {
-    info: ReturnType<ReturnType<typeof dialectOf>['inspectRequest']>;
-    t0: number;
-    preForward: number;
-    requestIn: number;
-    requestOut: number;
-    usageInjected: boolean;
-    requestJson: () => unknown;
-  },
-): Promise<ExchangeRecord> {
+  info: RequestInfo,
+  usage: TokenUsage,
+  x: { t0: number; preForward: number; requestIn: number; requestOut: number; usageInjected: boolean },
+): ExchangeRecord {
   const obs = r.observation;
-  let usage: ExchangeRecord['usage'];
-  try {
-    usage = await settleUsage({ info: x.info, observation: obs, status: r.status, outcome: r.outcome, requestJson: x.requestJson });
-  } catch (err) {
-    deps.onInternalError(err, base);
-    usage = { input: null, output: null, total: null, cacheRead: null, cacheWrite: null, reasoning: null, source: 'none' };
-  }
   const duration = r.endedAt - x.t0;
-  const ttft = x.info.stream && obs?.firstContentAt != null ? obs.firstContentAt - r.forwardedAt : null;
+  const ttft = info.stream && obs?.firstContentAt != null ? obs.firstContentAt - r.forwardedAt : null;
   const timings: Timings = {
     ttfb: r.headAt !== null ? r.headAt - r.forwardedAt : null,
     ttft,
@@ -191,12 +197,12 @@ async function buildRecord(
     url: base.url,
     dialect: base.dialect,
     upstream: base.upstream,
-    operation: x.info.operation,
-    model: x.info.model,
+    operation: info.operation,
+    model: info.model,
     responseModel: obs?.responseModel ?? null,
     responseId: obs?.responseId ?? null,
-    stream: x.info.stream,
-    params: x.info.params,
+    stream: info.stream,
+    params: info.params,
     status: r.status,
     outcome: r.outcome,
     errorType: r.errorType,

@@ -52,7 +52,8 @@ export function upstreamRequestHeaders(rawHeaders: readonly string[], connection
 export function clientResponseHeaders(headers: IncomingHttpHeaders, opts: { dropContentLength: boolean }): OutgoingHttpHeaders {
   const named = connectionTokens(headers.connection);
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
+  for (const name in headers) {
+    const value = headers[name];
     if (value === undefined || HOP_BY_HOP.has(name) || named.has(name)) continue;
     if (opts.dropContentLength && name === 'content-length') continue;
     out[name] = value;

@@ -10,7 +10,7 @@ export function exchangeId(): string {
     pool = randomBytes(6 * 1024);
     at = 0;
   }
-  const rand = pool.subarray(at, at + 6).toString('hex');
+  const rand = pool.toString('hex', at, at + 6);
   at += 6;
   return `${Date.now().toString(36)}-${rand}`;
 }

@@ -14,7 +14,12 @@ export interface UsageInputs {
 
 const NONE: TokenUsage = { input: null, output: null, total: null, cacheRead: null, cacheWrite: null, reasoning: null, source: 'none' };
 
-export async function settleUsage({ info, observation, status, outcome, requestJson }: UsageInputs): Promise<TokenUsage> {
+/**
+ * The exchange's usage: the upstream's own numbers at once, or a promise of an estimate when the upstream did
+ * not report them. Not an async function: nearly every exchange has reported usage, and a promise per request
+ * would cost the relay's hot path for nothing.
+ */
+export function settleUsage({ info, observation, status, outcome, requestJson }: UsageInputs): TokenUsage | Promise<TokenUsage> {
   const reported = observation?.usage ?? null;
   const embeddings = info.operation === 'embeddings';
   const base: TokenUsage = {
@@ -40,6 +45,10 @@ export async function settleUsage({ info, observation, status, outcome, requestJ
     base.source = 'reported';
     return base;
   }
+  return estimate(base, embeddings, observation, requestJson);
+}
+
+async function estimate(base: TokenUsage, embeddings: boolean, observation: Observation | null, requestJson: () => unknown): Promise<TokenUsage> {
   if (base.input === null) {
     const { text, tokenIds } = promptText(requestJson());
     base.input = (await estimateTokens(text)) + tokenIds;
