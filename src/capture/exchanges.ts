@@ -1,5 +1,5 @@
 // Groups capture records into exchanges, and the one-row summary of each that the inspector lists, filters and sorts.
-import type { ChunkRecord, EndRecord, RequestRecord, ResponseRecord, CaptureRecord } from './format.ts';
+import { expandChunks, type ChunkRecord, type EndRecord, type RequestRecord, type ResponseRecord, type CaptureRecord } from './format.ts';
 
 export interface CapturedExchange {
   id: string;
@@ -7,7 +7,7 @@ export interface CapturedExchange {
   file: string;
   request: RequestRecord | null;
   response: ResponseRecord | null;
-  /** body chunks in arrival order (both directions); empty unless the assembler was asked to keep them */
+  /** body chunks in arrival order (both directions, batches taken apart); empty unless the assembler was asked to keep them */
   chunks: ChunkRecord[];
   end: EndRecord | null;
   /** kept whatever the assembler keeps: response chunk count, first and last offsets, longest silence between two */
@@ -45,6 +45,12 @@ export function createAssembler(opts: AssemblerOptions = {}): Assembler {
     }
     return ex;
   };
+  const timeChunk = (ex: CapturedExchange, at: number): void => {
+    ex.responseChunks++;
+    if (ex.lastChunkAt !== null) ex.maxGap = Math.max(ex.maxGap, at - ex.lastChunkAt);
+    ex.firstChunkAt ??= at;
+    ex.lastChunkAt = at;
+  };
   return {
     add(record, file) {
       switch (record.type) {
@@ -58,14 +64,16 @@ export function createAssembler(opts: AssemblerOptions = {}): Assembler {
           get(record.id, file).response = record;
           return;
         case 'chunk': {
+          // Format 1.x: one record per chunk.
           const ex = get(record.id, file);
-          if (record.dir === 'response') {
-            ex.responseChunks++;
-            if (ex.lastChunkAt !== null) ex.maxGap = Math.max(ex.maxGap, record.at - ex.lastChunkAt);
-            ex.firstChunkAt ??= record.at;
-            ex.lastChunkAt = record.at;
-          }
+          if (record.dir === 'response') timeChunk(ex, record.at);
           if (opts.keepChunks?.(record.id)) ex.chunks.push(record);
+          return;
+        }
+        case 'chunks': {
+          const ex = get(record.id, file);
+          if (record.dir === 'response' && Array.isArray(record.at)) for (const at of record.at) timeChunk(ex, at);
+          if (opts.keepChunks?.(record.id)) for (const c of expandChunks(record)) ex.chunks.push(c);
           return;
         }
         case 'end': {

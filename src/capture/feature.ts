@@ -5,7 +5,20 @@ import { performance } from 'node:perf_hooks';
 import type { ExchangeTap } from '../exchange/bus.ts';
 import type { ExchangeRecord } from '../exchange/record.ts';
 import type { Feature, FeatureFactory } from '../features.ts';
-import { chunkLength, chunkPrefix, encodeChunk, encodeChunkInto, encodeRecord, encodeTransient, headerRecord, type EndRecord } from './format.ts';
+import {
+  BATCH_BYTES,
+  BATCH_MS,
+  chunksLength,
+  chunksPrefix,
+  encodeChunks,
+  encodeChunksInto,
+  encodeRecord,
+  encodeTransient,
+  headerRecord,
+  newBatch,
+  type ChunkBatch,
+  type EndRecord,
+} from './format.ts';
 import { createRedactor, redactedNames } from './redact.ts';
 import { createCaptureWriter, type CaptureWriter, type WriterStats } from './writer.ts';
 
@@ -55,9 +68,15 @@ interface Pending {
   /** performance.now() at the exchange's start, as well as the taps can tell (chunks carry the exact offset) */
   origin: number;
   dropped: number;
-  /** the first bytes of this exchange's response chunk records, encoded once */
+  /** chunks not yet written, per direction (request: the one chunk of the forwarded body) */
+  request: ChunkBatch | null;
+  response: ChunkBatch | null;
+  /** the first bytes of this exchange's response chunks records, encoded once */
   prefix: Buffer | null;
 }
+
+/** What a chunk adds to a batch's encoded size besides its bytes (at, wall, size, data head). */
+const ENTRY_BYTES = 28;
 
 export const captureFeature: FeatureFactory = async (ctx) => {
   const { config, log } = ctx;
@@ -86,12 +105,33 @@ export const captureFeature: FeatureFactory = async (ctx) => {
     if (p) p.dropped++;
   };
 
+  /** Encodes a batch once, straight into the write queue, and starts the exchange's next one. */
+  const writeBatch = (id: string, p: Pending, dir: 'request' | 'response'): void => {
+    const b = p[dir];
+    if (!b || b.at.length === 0) return;
+    p[dir] = null;
+    const prefix = dir === 'response' ? p.prefix : chunksPrefix(id, dir);
+    if (!prefix) return put(id, encodeRecord({ type: 'chunks', id, dir, at: b.at, wall: b.wall, size: b.size, data: b.data }));
+    const n = chunksLength(prefix, b);
+    const block = writer.reserve(n);
+    if (block) encodeChunksInto(block.buf, block.view, block.used - n, prefix, b);
+    else p.dropped++;
+  };
+
+  // A stream that goes quiet still gets its batch to the disk: one timer for all exchanges, not one each.
+  const sweep = setInterval(() => {
+    const now = performance.now();
+    for (const [id, p] of pending) {
+      if (p.response && now - p.origin - p.response.at[0]! >= BATCH_MS) writeBatch(id, p, 'response');
+    }
+  }, BATCH_MS).unref();
+
   const tap: ExchangeTap = {
     name: 'captures',
     onStart(s) {
       const wall = Date.now();
       // The start as seen here; the request chunk, which carries the relay's exact offset, corrects it.
-      pending.set(s.id, { origin: performance.now(), dropped: 0, prefix: chunkPrefix(s.id, 'response') });
+      pending.set(s.id, { origin: performance.now(), dropped: 0, request: null, response: null, prefix: chunksPrefix(s.id, 'response') });
       // writer.write copies the bytes at once, so the encoder's own buffer can be used again.
       put(
         s.id,
@@ -115,26 +155,48 @@ export const captureFeature: FeatureFactory = async (ctx) => {
     },
     onResponseHead(id, status, headers) {
       const p = pending.get(id);
+      // The request's chunk goes before the head, so a file reads in the order things happened.
+      if (p) writeBatch(id, p, 'request');
       put(id, encodeTransient({ type: 'response', id, at: p ? performance.now() - p.origin : 0, wall: Date.now(), status, headers: redact(headers) }));
     },
     onChunk(id, dir, chunk, at) {
       const p = pending.get(id);
+      if (!p) {
+        // No exchange in flight under this id (its onStart failed, or it has ended): written alone, nothing kept.
+        const lone = newBatch(bodies && dir === 'response');
+        lone.at.push(at);
+        lone.wall.push(Date.now());
+        lone.size.push(chunk.length);
+        lone.data?.push(chunk);
+        return void writer.write(encodeChunks(id, dir, lone));
+      }
+      // Per chunk: a reference and two numbers; the bytes are copied once, when the batch is encoded.
+      // The relay hands each chunk over as its own buffer (undici's view of one socket read) and never reuses it.
+      let b: ChunkBatch;
       if (dir === 'request') {
         // The relay's offset is exact: later head offsets are measured from it. Its bytes are in the request record.
-        if (p) p.origin = performance.now() - at;
-        put(id, encodeChunk(id, dir, at, Date.now(), chunk.length, null));
-        return;
+        p.origin = performance.now() - at;
+        b = p.request ??= newBatch(false);
+        b.bytes += ENTRY_BYTES;
+      } else {
+        b = p.response ??= newBatch(bodies);
+        b.data?.push(chunk);
+        b.bytes += chunk.length + ENTRY_BYTES;
       }
-      const data = bodies ? chunk : null;
-      if (!p?.prefix) return put(id, encodeChunk(id, dir, at, Date.now(), chunk.length, data));
-      const n = chunkLength(p.prefix, data);
-      const block = writer.reserve(n);
-      if (block) encodeChunkInto(block.buf, block.view, block.used - n, p.prefix, at, Date.now(), chunk.length, data);
-      else p.dropped++;
+      b.at.push(at);
+      b.wall.push(Date.now());
+      b.size.push(chunk.length);
+      if (b.bytes >= BATCH_BYTES || at - b.at[0]! >= BATCH_MS) writeBatch(id, p, dir);
     },
     onEnd(r) {
-      const dropped = pending.get(r.id)?.dropped ?? 0;
-      pending.delete(r.id);
+      const p = pending.get(r.id);
+      let dropped = 0;
+      if (p) {
+        writeBatch(r.id, p, 'request');
+        writeBatch(r.id, p, 'response');
+        dropped = p.dropped;
+        pending.delete(r.id);
+      }
       writer.write(encodeTransient(endRecord(r, dropped)));
     },
   };
@@ -145,6 +207,11 @@ export const captureFeature: FeatureFactory = async (ctx) => {
     stats: () => writer.stats(),
     flush: () => writer.flush(),
     async close() {
+      clearInterval(sweep);
+      for (const [id, p] of pending) {
+        writeBatch(id, p, 'request');
+        writeBatch(id, p, 'response');
+      }
       await writer.close();
       const s = writer.stats();
       live.delete(writer);

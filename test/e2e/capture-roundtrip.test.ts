@@ -11,7 +11,7 @@ import { configWith, type Config } from '../../src/config.ts';
 import { startLlmtap, type RunningLlmtap } from '../../src/start.ts';
 import { captureFeature, captureStats, type CaptureFeature } from '../../src/capture/feature.ts';
 import { createAssembler, type CapturedExchange } from '../../src/capture/exchanges.ts';
-import type { ChunkRecord } from '../../src/capture/format.ts';
+import { BATCH_BYTES, BATCH_MS, type ChunkRecord, type ChunksRecord } from '../../src/capture/format.ts';
 import { readAllRecords } from '../../src/capture/reader.ts';
 import { generatedText, responseBytes } from '../../src/capture/reassemble.ts';
 import type { FeatureFactory } from '../../src/features.ts';
@@ -157,6 +157,65 @@ describe('round trip per dialect, streaming and not', () => {
     }
     // The upstream did get them: redaction is for the disk only.
     assert.ok(mock.requests.some((r) => r.headers.authorization === `Bearer ${API_KEY}`));
+  });
+});
+
+describe('chunk batches', () => {
+  const responseBatches = (records: { type: string }[], id: string): ChunksRecord[] =>
+    records.filter((r): r is ChunksRecord => r.type === 'chunks' && (r as ChunksRecord).id === id && (r as ChunksRecord).dir === 'response');
+
+  it('a slow stream reaches the disk while it is still streaming, one batch per BATCH_MS at most', async () => {
+    const dir = join(root, 'slow-stream');
+    const s = await start({ captureDir: dir });
+    const pieces = Array.from({ length: 12 }, (_, i) => ` p${i}`);
+    mock.once({ kind: 'chat', pieces, gapMs: 100 });
+    const pending = postJson(`${s.proxy.url}/v1/chat/completions`, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true }, headersFor('openai'));
+    // Mid-stream: what is on disk already holds the first chunks, and no end record yet.
+    const t0 = Date.now();
+    let midway: ChunksRecord[] = [];
+    while (Date.now() - t0 < 5000) {
+      await new Promise((r) => setTimeout(r, 100));
+      await s.feature().flush();
+      const { records } = await readAllRecords(dir).catch(() => ({ records: [] as { type: string; id?: string }[] }));
+      midway = records.filter((r): r is ChunksRecord => r.type === 'chunks' && (r as ChunksRecord).dir === 'response');
+      if (midway.length > 0) {
+        assert.ok(!records.some((r) => r.type === 'end'), 'the first batch is on disk before the stream ends');
+        break;
+      }
+    }
+    assert.ok(midway.length > 0 && midway[0]!.at.length > 0, 'a batch written mid-stream');
+    const res = await pending;
+    assert.equal(res.status, 200);
+    await s.proxy.close();
+    const [ex] = (await exchangesIn(dir)).values();
+    assert.ok(responseBytes(ex!)!.equals(res.body), 'batches put together are the bytes the client got');
+    const { records } = await readAllRecords(dir);
+    const batches = responseBatches(records, ex!.id);
+    assert.ok(batches.length >= 3, `a 1.2 s stream in several batches (${batches.length})`);
+    for (const b of batches.slice(0, -1)) {
+      // A batch is closed by the first chunk past BATCH_MS after its first one (or by the sweep): never much older.
+      const span = b.at.at(-1)! - b.at[0]!;
+      assert.ok(span < BATCH_MS + 400, `batch spans ${span} ms`);
+    }
+  });
+
+  it('a large stream is written in batches of about BATCH_BYTES, byte for byte', async () => {
+    const dir = join(root, 'large-stream');
+    const s = await start({ captureDir: dir });
+    mock.once({ kind: 'huge', totalBytes: 1024 * 1024, pieceChars: 2000 });
+    const res = await postJson(`${s.proxy.url}/v1/chat/completions`, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], stream: true }, headersFor('openai'));
+    assert.equal(res.status, 200);
+    await s.proxy.close();
+    const [ex] = (await exchangesIn(dir)).values();
+    assert.ok(responseBytes(ex!)!.equals(res.body));
+    const { records } = await readAllRecords(dir);
+    const batches = responseBatches(records, ex!.id);
+    const biggestChunk = Math.max(...batches.flatMap((b) => b.size));
+    assert.ok(batches.length >= Math.floor(res.body.length / (BATCH_BYTES + biggestChunk)), `${batches.length} batches for ${res.body.length} bytes`);
+    for (const b of batches) {
+      const bytes = b.size.reduce((n, x) => n + x, 0);
+      assert.ok(bytes < BATCH_BYTES + biggestChunk, `batch of ${bytes} bytes`);
+    }
   });
 });
 

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Encoder } from 'cbor-x';
 import { itemEnd, MalformedCbor } from '../../src/capture/cbor-scan.ts';
-import { CaptureFormatError, encodeRecord, headerRecord, REDACTED, type CaptureRecord, type ChunkRecord } from '../../src/capture/format.ts';
+import { CaptureFormatError, decodeItem, encodeChunks, encodeRecord, expandChunks, headerRecord, newBatch, REDACTED, type ChunkBatch, type ChunkRecord, type ChunksRecord } from '../../src/capture/format.ts';
+import { createAssembler } from '../../src/capture/exchanges.ts';
 import { readAllRecords, readCapture } from '../../src/capture/reader.ts';
 import { createRedactor, CREDENTIAL_HEADERS } from '../../src/capture/redact.ts';
 import { createRecordQueue } from '../../src/capture/queue.ts';
@@ -19,6 +20,17 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 const header = () => headerRecord({ created: '2025-01-01T00:00:00.000Z', host: 'h', pid: 1, llmtap: '0.0.0', bodies: true, redacted: [...CREDENTIAL_HEADERS], sequence: 1 });
 const chunk = (i: number, size = 40): ChunkRecord => ({ type: 'chunk', id: 'x-1', dir: 'response', at: i, wall: 1_700_000_000_000 + i, size, data: Buffer.alloc(size, i & 0xff) });
+/** A batch of `n` chunks starting at chunk number `from`, as the capture tap builds it. */
+const batch = (from: number, n: number, size = 40, bodies = true): ChunkBatch => {
+  const b = newBatch(bodies);
+  for (let i = from; i < from + n; i++) {
+    b.at.push(i + 0.125);
+    b.wall.push(1_700_000_000_000 + i);
+    b.size.push(size);
+    b.data?.push(Buffer.alloc(size, i & 0xff));
+  }
+  return b;
+};
 
 describe('CBOR framing', () => {
   it('finds the end of every kind of item, and says -1 for every cut', () => {
@@ -41,8 +53,8 @@ describe('CBOR framing', () => {
 
 describe('reading a file cut short', () => {
   it('yields every earlier record at every cut offset of the last record, and reports where it was cut', async () => {
-    const records: CaptureRecord[] = [header(), ...Array.from({ length: 5 }, (_, i) => chunk(i))];
-    const parts = records.map(encodeRecord);
+    // Four batches of three chunks each, as a streamed exchange writes them.
+    const parts = [encodeRecord(header()), ...Array.from({ length: 4 }, (_, k) => encodeChunks('x-1', 'response', batch(k * 3, 3)))];
     const whole = Buffer.concat(parts);
     const lastStart = whole.length - parts.at(-1)!.length;
     const file = join(dir, 'cut.cbor');
@@ -54,15 +66,16 @@ describe('reading a file cut short', () => {
       const got = items.filter((i) => i.kind === 'record').map((i) => (i.kind === 'record' ? i.record : null));
       const cuts = items.filter((i) => i.kind === 'cut');
       if (cut === whole.length) {
-        assert.equal(got.length, records.length);
+        assert.equal(got.length, parts.length);
         assert.equal(cuts.length, 0);
       } else {
-        assert.equal(got.length, records.length - 1, `cut at ${cut}: all earlier records`);
+        assert.equal(got.length, parts.length - 1, `cut at ${cut}: all earlier records`);
         assert.deepEqual(cuts, cut === lastStart ? [] : [{ kind: 'cut', file, offset: lastStart, bytes: cut - lastStart }], `cut at ${cut}`);
       }
-      const firstChunks = got.slice(1) as ChunkRecord[];
-      firstChunks.forEach((c, i) => {
-        assert.equal(c.at, i);
+      const chunks = (got.slice(1) as ChunksRecord[]).flatMap(expandChunks);
+      assert.equal(chunks.length, (got.length - 1) * 3);
+      chunks.forEach((c, i) => {
+        assert.equal(c.at, i + 0.125);
         assert.deepEqual(Buffer.from(c.data!), Buffer.alloc(40, i));
       });
       checked++;
@@ -88,7 +101,8 @@ describe('refusing what is not a capture', () => {
     const plain = new Encoder({ useRecords: false });
     const cases: [string, Uint8Array, RegExp][] = [
       ['other.cbor', plain.encode({ format: 'something-else', version: '1.0' }), /is not an llmtap capture/],
-      ['newer.cbor', encodeRecord({ ...header(), version: '2.0' }), /format 2\.0, written by a newer llmtap; this reader reads format 1\.x/],
+      ['newer.cbor', encodeRecord({ ...header(), version: '3.0' }), /format 3\.0, written by a newer llmtap; this reader reads formats 1\.x to 2\.x/],
+      ['older.cbor', encodeRecord({ ...header(), version: '0.9' }), /format 0\.9, older than this reader supports/],
       ['json.cbor', Buffer.from('{"format":"llmtap-capture"}\n'), /not an llmtap capture|not a CBOR sequence/],
     ];
     for (const [name, bytes, message] of cases) {
@@ -100,6 +114,29 @@ describe('refusing what is not a capture', () => {
     writeFileSync(minor, Buffer.concat([encodeRecord({ ...header(), version: '1.7' }), plain.encode({ type: 'from-the-future', id: 'x' }), encodeRecord(chunk(1))]));
     const { records } = await readAllRecords(minor);
     assert.equal(records.length, 3);
+    const minor2 = join(dir, 'minor2.cbor');
+    writeFileSync(minor2, Buffer.concat([encodeRecord({ ...header(), version: '2.3' }), plain.encode({ type: 'from-the-future', id: 'x' }), encodeChunks('x', 'response', batch(0, 2))]));
+    assert.equal((await readAllRecords(minor2)).records.length, 3);
+  });
+
+  it('reads a format 1.x file (one record per chunk) into the same exchange as a 2.x file (batches)', async () => {
+    const v1 = join(dir, 'v1.cbor');
+    const v2 = join(dir, 'v2.cbor');
+    writeFileSync(v1, Buffer.concat([encodeRecord({ ...header(), version: '1.0' }), ...expandChunks({ type: 'chunks', id: 'x', dir: 'response', ...batch(0, 5) }).map(encodeRecord)]));
+    writeFileSync(v2, Buffer.concat([encodeRecord(header()), encodeChunks('x', 'response', batch(0, 2)), encodeChunks('x', 'response', batch(2, 3))]));
+    const seen = [];
+    for (const f of [v1, v2]) {
+      const asm = createAssembler({ keepChunks: () => true });
+      for (const r of (await readAllRecords(f)).records) asm.add(r, f);
+      const [ex] = asm.exchanges();
+      assert.equal(ex!.responseChunks, 5);
+      assert.equal(ex!.firstChunkAt, 0.125);
+      assert.equal(ex!.lastChunkAt, 4.125);
+      assert.equal(ex!.maxGap, 1);
+      seen.push(ex!.chunks.map((c) => ({ ...c, data: Buffer.from(c.data!) })));
+    }
+    assert.deepEqual(seen[0], seen[1]);
+    assert.equal(seen[0]!.length, 5);
   });
 });
 
@@ -154,20 +191,27 @@ describe('the bounded queue', () => {
   });
 });
 
-describe('the hand-written chunk encoding', () => {
-  it('decodes to the same record the generic encoder writes, with and without bytes', async () => {
-    const { encodeChunk, decodeItem } = await import('../../src/capture/format.ts');
-    const cases: ChunkRecord[] = [
-      { type: 'chunk', id: 'mwz80nho-1bd48853c1d7', dir: 'response', at: 12.345678, wall: 1_764_000_000_123, size: 3, data: Buffer.from('abc') },
-      { type: 'chunk', id: 'x', dir: 'request', at: 0, wall: 0, size: 70_000, data: null },
-      { type: 'chunk', id: 'é-ü', dir: 'response', at: 1e-9, wall: 1.5, size: 70_000, data: Buffer.alloc(70_000, 7) },
+describe('the hand-written chunks encoding', () => {
+  it('decodes to the same record the generic encoder writes, with and without bytes, at every array length', () => {
+    const cases: [string, 'request' | 'response', ChunkBatch][] = [
+      ['mwz80nho-1bd48853c1d7', 'response', batch(0, 1, 3)],
+      ['x', 'request', batch(0, 1, 70_000, false)],
+      ['y', 'response', batch(0, 23, 5)],
+      ['y', 'response', batch(0, 24, 5)],
+      ['y', 'response', batch(0, 300, 1)],
+      ['z'.repeat(30), 'response', batch(0, 2, 70_000)],
+      ['é-ü', 'response', batch(0, 3, 10)],
     ];
-    for (const c of cases) {
-      const bytes = encodeChunk(c.id, c.dir, c.at, c.wall, c.size, c.data);
+    cases[0]![2].data![0] = Buffer.alloc(0);
+    cases[0]![2].size[0] = 0;
+    for (const [id, dir, b] of cases) {
+      const bytes = encodeChunks(id, dir, b);
       assert.equal(itemEnd(bytes, 0), bytes.length);
-      const back = decodeItem(bytes) as ChunkRecord;
-      assert.deepEqual({ ...back, data: back.data && Buffer.from(back.data) }, { ...c, data: c.data && Buffer.from(c.data) });
-      assert.deepEqual(decodeItem(encodeRecord(c)), back);
+      const back = decodeItem(bytes) as ChunksRecord;
+      const want: ChunksRecord = { type: 'chunks', id, dir, at: b.at, wall: b.wall, size: b.size, data: b.data };
+      const norm = (r: ChunksRecord) => ({ ...r, data: r.data && r.data.map((d) => Buffer.from(d)) });
+      assert.deepEqual(norm(back), norm(want));
+      assert.deepEqual(decodeItem(encodeRecord(want)), back);
     }
   });
 });

@@ -128,3 +128,38 @@ describe('failures', () => {
     assert.equal(records.length, accepted + 1);
   });
 });
+
+describe('the capture tap batches chunks', () => {
+  async function tapIn(dir: string) {
+    const { captureFeature } = await import('../../src/capture/feature.ts');
+    const { configWith } = await import('../../src/config.ts');
+    const pino = (await import('pino')).default;
+    const feature = (await captureFeature({ config: configWith({ capture: true, captureDir: dir }), log: pino({ level: 'silent' }), env: {}, bus: null as never, inFlight: () => 0 })) as import('../../src/capture/feature.ts').CaptureFeature;
+    return { feature, tap: feature.taps![0]! };
+  }
+  const start = (id: string) => ({ id, startedAt: new Date().toISOString(), method: 'POST', url: '/api/chat', dialect: 'ollama' as const, upstream: { name: 'ollama', url: 'http://127.0.0.1:1' }, model: 'm', stream: true, operation: 'chat' as const, requestHeaders: { authorization: 'Bearer sk-x' }, requestBody: Buffer.from('{}') });
+
+  it('writes request, request batch, head, one batch of all response chunks, end — in that order; a stray chunk is written alone', async () => {
+    const dir = join(root, 'tap');
+    const { feature, tap } = await tapIn(dir);
+    tap.onStart!(start('ex-1'));
+    tap.onChunk!('ex-1', 'request', Buffer.from('{}'), 0.5);
+    tap.onResponseHead!('ex-1', 200, { 'content-type': 'application/x-ndjson' });
+    for (let i = 0; i < 5; i++) tap.onChunk!('ex-1', 'response', Buffer.from(`line ${i}\n`), 1 + i);
+    tap.onChunk!('stray', 'response', Buffer.from('late'), 9);
+    await feature.flush();
+    const mid = (await readAllRecords(dir)).records.map((r) => r.type);
+    assert.deepEqual(mid, ['header', 'request', 'chunks', 'response', 'chunks'], 'the exchange\'s chunks wait for its end; the stray one does not');
+    // onEnd reads only the fields the end record copies.
+    tap.onEnd!({ id: 'ex-1', startedAt: '', method: 'POST', url: '/api/chat', dialect: 'ollama', upstream: { name: 'o', url: 'u' }, operation: 'chat', model: 'm', stream: true, timings: {}, usage: {}, bytes: {}, finishReasons: [] } as never);
+    await feature.close!();
+    const { records } = await readAllRecords(dir);
+    assert.deepEqual(records.map((r) => r.type), ['header', 'request', 'chunks', 'response', 'chunks', 'chunks', 'end']);
+    const batch = records[5] as import('../../src/capture/format.ts').ChunksRecord;
+    assert.equal(batch.id, 'ex-1');
+    assert.deepEqual(batch.at, [1, 2, 3, 4, 5]);
+    assert.deepEqual(batch.data!.map((d) => Buffer.from(d).toString()), [0, 1, 2, 3, 4].map((i) => `line ${i}\n`));
+    assert.deepEqual((records[4] as import('../../src/capture/format.ts').ChunksRecord).id, 'stray');
+    assert.equal(readFileSync(join(dir, readdirSync(dir)[0]!)).indexOf('sk-x'), -1);
+  });
+});
