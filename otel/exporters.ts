@@ -4,28 +4,28 @@ import { pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConsoleSpanExporter, type SpanExporter } from '@opentelemetry/sdk-trace-base';
 import { ConsoleMetricExporter, type MetricProducer, type MetricReader, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
-import { OTLPTraceExporter as OtlpProtoTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { OTLPTraceExporter as OtlpJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPMetricExporter as OtlpProtoMetricExporter } from '@opentelemetry/exporter-metrics-otlp-proto';
 import { OTLPMetricExporter as OtlpJsonMetricExporter } from '@opentelemetry/exporter-metrics-otlp-http';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
 import type { Env, ExporterRef, OtlpSignalSettings, TelemetrySettings } from './settings.ts';
 import { TelemetrySettingError } from './settings.ts';
+import type { EncodeContext } from './otlp-encode.ts';
+import { createOtlpSpanExporter, type OtlpSpanExporter } from './otlp-trace-exporter.ts';
+import { INSTRUMENTATION_SCOPE } from './semconv.ts';
 
-/** A span exporter and where it sends, for the one log line its first failure gets. */
-export interface TraceSink {
-  name: string;
-  endpoint: string;
-  exporter: SpanExporter;
-}
+/**
+ * A span exporter and where it sends, for the one log line its first failure gets. `otlp` sinks take spans as plain
+ * data (llmtap's own encoder); `sdk` sinks take the SDK's ReadableSpans.
+ */
+export type TraceSink = { kind: 'otlp'; name: string; endpoint: string; exporter: OtlpSpanExporter } | { kind: 'sdk'; name: string; endpoint: string; exporter: SpanExporter };
 
 /** Push: exported every OTEL_METRIC_EXPORT_INTERVAL. Pull: read on request (Prometheus), `serve` answers a scrape. */
 export type MetricSink =
   | { kind: 'push'; name: string; endpoint: string; exporter: PushMetricExporter }
   | { kind: 'pull'; name: string; endpoint: string; reader: MetricReader; serve?: (req: IncomingMessage, res: ServerResponse) => void; listen?: { host: string; port: number } };
 
-type TraceFactory = (s: TelemetrySettings) => TraceSink;
+type TraceFactory = (s: TelemetrySettings, encode: EncodeContext) => TraceSink;
 /** `producers` feed a pull reader beside the SDK's own instruments (push exporters get theirs from the reader sdk.ts builds). */
 type MetricFactory = (s: TelemetrySettings, producers: MetricProducer[]) => MetricSink;
 
@@ -35,18 +35,17 @@ function otlpOptions(o: OtlpSignalSettings) {
 }
 
 function otlpTrace(name: string, pick: (s: TelemetrySettings) => OtlpSignalSettings): TraceFactory {
-  return (s) => {
+  return (s, encode) => {
     const o = pick(s);
-    const exporter = o.protocol === 'http/json' ? new OtlpJsonTraceExporter(otlpOptions(o)) : new OtlpProtoTraceExporter(otlpOptions(o));
-    return { name, endpoint: o.url, exporter };
+    return { kind: 'otlp', name, endpoint: o.url, exporter: createOtlpSpanExporter(o, encode) };
   };
 }
 
 export const TRACE_EXPORTERS: ReadonlyMap<string, TraceFactory | null> = new Map<string, TraceFactory | null>([
   ['otlp', otlpTrace('otlp', (s) => s.otlp.traces)],
   ['jaeger', otlpTrace('jaeger', (s) => s.jaeger)],
-  ['zipkin', (s) => ({ name: 'zipkin', endpoint: s.zipkin.url, exporter: new ZipkinExporter({ url: s.zipkin.url, serviceName: s.serviceName }) })],
-  ['console', () => ({ name: 'console', endpoint: 'stdout', exporter: new ConsoleSpanExporter() })],
+  ['zipkin', (s) => ({ kind: 'sdk', name: 'zipkin', endpoint: s.zipkin.url, exporter: new ZipkinExporter({ url: s.zipkin.url, serviceName: s.serviceName }) })],
+  ['console', () => ({ kind: 'sdk', name: 'console', endpoint: 'stdout', exporter: new ConsoleSpanExporter() })],
   ['none', null],
 ]);
 
@@ -117,20 +116,24 @@ async function loadModule(path: string, ctx: ModuleExporterContext, variable: st
   }
 }
 
-/** Builds every trace exporter a settings object names, user modules included. */
-export async function buildTraceSinks(settings: TelemetrySettings, env: Env): Promise<TraceSink[]> {
+/**
+ * Builds every trace exporter a settings object names, user modules included. `encode` is the resource and scope
+ * the otlp/jaeger exporters write once per batch (sdk.ts passes the full resource).
+ */
+export async function buildTraceSinks(settings: TelemetrySettings, env: Env, encode?: EncodeContext): Promise<TraceSink[]> {
+  const ctx = encode ?? { resource: { ...settings.resourceAttributes, 'service.name': settings.serviceName }, scope: { name: INSTRUMENTATION_SCOPE, version: '' } };
   const sinks: TraceSink[] = [];
-  for (const ref of settings.traceExporters) sinks.push(await traceSink(ref, settings, env));
+  for (const ref of settings.traceExporters) sinks.push(await traceSink(ref, settings, env, ctx));
   return sinks;
 }
 
-async function traceSink(ref: ExporterRef, settings: TelemetrySettings, env: Env): Promise<TraceSink> {
-  if (ref.kind === 'named') return TRACE_EXPORTERS.get(ref.name)!(settings);
+async function traceSink(ref: ExporterRef, settings: TelemetrySettings, env: Env, encode: EncodeContext): Promise<TraceSink> {
+  if (ref.kind === 'named') return TRACE_EXPORTERS.get(ref.name)!(settings, encode);
   const exporter = await loadModule(ref.path, { signal: 'traces', settings, env }, 'OTEL_TRACES_EXPORTER');
   if (!hasFunctions(exporter, 'export', 'shutdown')) {
     throw new TelemetrySettingError('OTEL_TRACES_EXPORTER', `module:${ref.path}`, 'a module whose default export returns a SpanExporter (export and shutdown methods)');
   }
-  return { name: `module:${ref.path}`, endpoint: ref.path, exporter: exporter as SpanExporter };
+  return { kind: 'sdk', name: `module:${ref.path}`, endpoint: ref.path, exporter: exporter as SpanExporter };
 }
 
 /** Builds every metric exporter or reader a settings object names, user modules included. */

@@ -132,3 +132,9 @@ export function guardMetricExporter(inner: PushMetricExporter, name: string, end
   if (inner.selectAggregation) guarded.selectAggregation = inner.selectAggregation.bind(inner);
   return guarded;
 }
+
+/** The same guard for llmtap's own OTLP span exporter (otlp-trace-exporter.ts), which calls back with an error or null. */
+export function guardSpanSend<T>(send: (items: T, done: (error: Error | null) => void) => void, name: string, endpoint: string, tracker: FailureTracker): (items: T, done: () => void) => void {
+  const guarded = createGuard((error) => tracker.report('traces', name, endpoint, error));
+  return (items, done) => guarded((d) => send(items, (error) => d(error ? { code: FAILED, error } : { code: 0 })), () => done());
+}

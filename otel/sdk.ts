@@ -2,13 +2,12 @@
 import http from 'node:http';
 import { hostname, arch } from 'node:os';
 import type { AddressInfo } from 'node:net';
-import type { Meter, Tracer } from '@opentelemetry/api';
+import type { Meter } from '@opentelemetry/api';
 import { SDK_INFO } from '@opentelemetry/core';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
 import {
   AlwaysOffSampler,
   AlwaysOnSampler,
-  BasicTracerProvider,
   BatchSpanProcessor,
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
@@ -18,7 +17,10 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader, type MetricProducer, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { buildMetricSinks, buildTraceSinks, type MetricSink } from './exporters.ts';
-import { createFailureTracker, guardMetricExporter, guardSpanExporter, type ExportFailure, type FailureTracker } from './failures.ts';
+import { createFailureTracker, guardMetricExporter, guardSpanExporter, guardSpanSend, type ExportFailure, type FailureTracker } from './failures.ts';
+import { createOtlpSpanExporter, createSpanQueue, type SpanQueue } from './otlp-trace-exporter.ts';
+import { toReadableSpan } from './readable-span.ts';
+import { createSampler, type ParentContext, type SpanData } from './span-data.ts';
 import { INSTRUMENTATION_SCOPE } from './semconv.ts';
 import type { Env, TelemetrySettings } from './settings.ts';
 
@@ -38,7 +40,10 @@ export interface SdkOptions {
 }
 
 export interface TelemetrySdk {
-  tracer: Tracer;
+  /** hands a finished sampled span to every trace exporter's queue; null when no trace exporter is on */
+  emitSpan: ((span: SpanData) => void) | null;
+  /** OTEL_TRACES_SAMPLER's decision (with no trace exporter: only a sampled incoming trace stays sampled) */
+  sample(traceId: string, parent: ParentContext | null): boolean;
   meter: Meter;
   /** some span exporter is configured: spans are worth recording */
   tracing: boolean;
@@ -118,13 +123,21 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
   const resource = buildResource(settings, opts.serviceVersion);
   const failures = createFailureTracker(opts.onExportFailure);
 
-  const traceSinks = await buildTraceSinks(settings, opts.env);
+  const traceSinks = await buildTraceSinks(settings, opts.env, { resource: resource.attributes, scope: { name: INSTRUMENTATION_SCOPE, version: opts.serviceVersion } });
   const producers = opts.metricProducers ?? [];
   const metricSinks = await buildMetricSinks(settings, opts.env, producers);
 
-  const processors: SpanProcessor[] = [];
+  // otlp and jaeger: spans stay plain data up to llmtap's own encoder. Other exporters get ReadableSpan-shaped
+  // objects through the SDK's BatchSpanProcessor, built only for them.
   const batch = settings.batch;
+  const queues: SpanQueue[] = [];
+  const processors: SpanProcessor[] = [];
+  const scope = { name: INSTRUMENTATION_SCOPE, version: opts.serviceVersion };
   for (const sink of traceSinks) {
+    if (sink.kind === 'otlp') {
+      queues.push(createSpanQueue(guardSpanSend(sink.exporter.export, sink.name, sink.endpoint, failures), batch));
+      continue;
+    }
     const exporter = guardSpanExporter(sink.exporter, sink.name, sink.endpoint, failures);
     processors.push(
       new BatchSpanProcessor(exporter, {
@@ -138,15 +151,24 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
   for (const exporter of opts.extraSpanExporters ?? []) {
     processors.push(new BatchSpanProcessor(exporter, { maxQueueSize: batch.maxQueueSize, scheduledDelayMillis: batch.scheduledDelayMs }));
   }
-  const tracing = processors.length > 0;
-  const tracerProvider = new BasicTracerProvider({
-    resource,
-    // With no exporter, spans only carry ids (x-llmtap-trace-id, traceparent): a client's sampled trace stays sampled upstream.
-    sampler: tracing ? buildSampler(settings.sampler) : new ParentBasedSampler({ root: new AlwaysOffSampler() }),
-    spanProcessors: processors,
-    // No value length limit: the only long values (message content) are bounded by content.ts, and the check costs per attribute.
-    spanLimits: { attributeCountLimit: 128, eventCountLimit: 16 },
-  });
+  const tracing = queues.length + processors.length > 0;
+  const emitSpan = !tracing
+    ? null
+    : (span: SpanData) => {
+        for (const q of queues) q.add(span);
+        if (processors.length === 0) return;
+        const readable = toReadableSpan(span, resource, scope);
+        for (const p of processors) p.onEnd(readable);
+      };
+  // With no exporter, spans only carry ids (x-llmtap-trace-id, traceparent): a client's sampled trace stays sampled upstream.
+  const sample = createSampler(tracing ? settings.sampler : { name: 'parentbased_always_off', ratio: 0 });
+  const flushTraces = () => Promise.allSettled([...queues.map((q) => q.forceFlush()), ...processors.map((p) => p.forceFlush())]);
+  const stopTraces = () =>
+    Promise.allSettled([
+      ...queues.map((q) => q.shutdown()),
+      ...processors.map((p) => p.shutdown()),
+      ...traceSinks.map((t) => (t.kind === 'otlp' ? t.exporter.shutdown() : Promise.resolve())),
+    ]);
 
   const readers: IMetricReader[] = [];
   let serveMetrics: TelemetrySdk['serveMetrics'] = null;
@@ -182,14 +204,15 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
 
   let stopped: Promise<void> | null = null;
   return {
-    tracer: tracerProvider.getTracer(INSTRUMENTATION_SCOPE, opts.serviceVersion),
+    emitSpan,
+    sample,
     meter: meterProvider.getMeter(INSTRUMENTATION_SCOPE, opts.serviceVersion),
     tracing,
     failures,
     serveMetrics,
     prometheusUrl,
     async forceFlush() {
-      await withLimit(Promise.allSettled([tracerProvider.forceFlush(), meterProvider.forceFlush()]), SHUTDOWN_LIMIT_MS);
+      await withLimit(Promise.allSettled([flushTraces(), meterProvider.forceFlush()]), SHUTDOWN_LIMIT_MS);
     },
     shutdown() {
       stopped ??= (async () => {
@@ -197,7 +220,7 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
           s.close();
           s.closeAllConnections();
         }
-        await withLimit(Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]), SHUTDOWN_LIMIT_MS);
+        await withLimit(Promise.allSettled([stopTraces(), meterProvider.shutdown()]), SHUTDOWN_LIMIT_MS);
       })();
       return stopped;
     },

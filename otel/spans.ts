@@ -1,11 +1,10 @@
 // A SERVER span per request (continuing an incoming traceparent) and a CLIENT span per upstream call under it.
 import { performance } from 'node:perf_hooks';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, defaultTextMapSetter, trace, type Attributes, type HrTime, type Span, type Tracer } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { ContentCapture } from './settings.ts';
 import type { TelemetryCall, TelemetryExchange, TelemetryParams } from './exchange.ts';
 import { createServerOf } from './metrics.ts';
 import { ATTR, EVENT } from './semconv.ts';
+import { KIND, STATUS, newSpanId, newTraceId, parseTraceparent, type ParentContext, type SpanAttrs, type SpanData, type SpanEventData } from './span-data.ts';
 
 export type IncomingHeaders = Readonly<Record<string, string | string[] | undefined>>;
 
@@ -32,16 +31,6 @@ export interface SpanRecorder {
   begin(method: string, path: string, incoming: IncomingHeaders): RequestSpans;
 }
 
-const propagator = new W3CTraceContextPropagator();
-const ORIGIN = performance.timeOrigin;
-
-/** A performance.now() reading as an absolute HrTime, from one anchor so spans of one trace line up to the microsecond. */
-function hr(perfMs: number): HrTime {
-  const ms = ORIGIN + perfMs;
-  const s = Math.floor(ms / 1000);
-  return [s, Math.round((ms - s * 1000) * 1e6)];
-}
-
 const PARAM_ATTRS: ReadonlyArray<readonly [keyof TelemetryParams, string]> = [
   ['maxTokens', ATTR.requestMaxTokens],
   ['temperature', ATTR.requestTemperature],
@@ -65,133 +54,216 @@ function pathOf(url: string): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
-export function createSpanRecorder(tracer: Tracer, opts: { content: ContentCapture }): SpanRecorder {
-  const serverOf = createServerOf();
-  const contentOnSpan = opts.content === 'SPAN_ONLY' || opts.content === 'SPAN_AND_EVENT';
-  const contentAsEvent = opts.content === 'EVENT_ONLY' || opts.content === 'SPAN_AND_EVENT';
+export interface SpanRecorderOptions {
+  content: ContentCapture;
+  /** where finished sampled spans go; null when no trace exporter is on (ids and traceparent still flow) */
+  emit: ((span: SpanData) => void) | null;
+  /** OTEL_TRACES_SAMPLER's decision for a new trace or a continued one */
+  sample(traceId: string, parent: ParentContext | null): boolean;
+  /** the upstream call started this many ms after the request arrived (the metrics tap reads it back at the end) */
+  onUpstream?(id: string, forwardedAfterMs: number): void;
+  /** message content for the CLIENT span, asked for at the end when end() is given none */
+  takeContent?(id: string, stream: boolean): CapturedContent | null;
+}
 
+/** The CLIENT span's attributes: the call's, then the exchange's outcome. Built once, at the end, as one object. */
+function clientAttributes(call: TelemetryCall, x: TelemetryExchange, serverOf: ReturnType<typeof createServerOf>): SpanAttrs {
+  const upstream = serverOf(call.upstream.origin);
+  const a: SpanAttrs = [
+    ATTR.providerName, call.dialect,
+    ATTR.requestStream, call.stream,
+    ATTR.serverAddress, upstream.address,
+    ATTR.serverPort, upstream.port,
+    ATTR.httpRequestMethod, call.method,
+    ATTR.llmtapUpstream, call.upstream.name,
+    ATTR.llmtapExchangeId, call.id,
+  ];
+  if (call.operation) a.push(ATTR.operationName, call.operation);
+  if (call.model !== 'unknown') a.push(ATTR.requestModel, call.model);
+  const p = call.params;
+  for (const [key, attr] of PARAM_ATTRS) {
+    const v = p[key];
+    if (v !== undefined) a.push(attr, Array.isArray(v) ? [...v] : (v as number));
+  }
+  if (x.responseId) a.push(ATTR.responseId, x.responseId);
+  if (x.responseModel) a.push(ATTR.responseModel, x.responseModel);
+  if (x.finishReasons.length > 0) a.push(ATTR.responseFinishReasons, [...x.finishReasons]);
+  const u = x.usage;
+  if (u.input !== null) a.push(ATTR.usageInputTokens, u.input);
+  if (u.output !== null) a.push(ATTR.usageOutputTokens, u.output);
+  if (u.cacheRead !== null) a.push(ATTR.usageCacheReadInputTokens, u.cacheRead);
+  if (u.cacheWrite !== null) a.push(ATTR.usageCacheCreationInputTokens, u.cacheWrite);
+  if (u.reasoning !== null) a.push(ATTR.usageReasoningOutputTokens, u.reasoning);
+  if (u.input !== null || u.output !== null) a.push(ATTR.llmtapUsageSource, u.source);
+  if (x.status !== null) a.push(ATTR.httpResponseStatusCode, x.status);
+  a.push(ATTR.httpRequestBodySize, x.bytes.requestOut);
+  a.push(ATTR.httpResponseBodySize, x.bytes.responseIn);
+  a.push(ATTR.llmtapOutcome, x.outcome);
+  return a;
+}
+
+interface Shared {
+  emit: ((span: SpanData) => void) | null;
+  serverOf: ReturnType<typeof createServerOf>;
+  contentOnSpan: boolean;
+  contentAsEvent: boolean;
+  onUpstream: SpanRecorderOptions['onUpstream'];
+  takeContent: SpanRecorderOptions['takeContent'];
+}
+
+/**
+ * One request's spans, as plain state until the end. A class rather than closures: this runs for every request, and
+ * shared methods make a request cost one object here instead of half a dozen closures.
+ */
+class ExchangeSpans implements RequestSpans {
+  forwardedAfterMs: number | null = null;
+  private call: TelemetryCall | null = null;
+  private clientSpanId = '';
+  private clientStartedAt = 0;
+  private ended = false;
+
+  constructor(
+    private readonly shared: Shared,
+    readonly traceId: string,
+    private readonly parent: ParentContext | null,
+    private readonly sampled: boolean,
+    private readonly serverSpanId: string,
+    private readonly method: string,
+    private readonly path: string,
+    private readonly startedAt: number,
+  ) {}
+
+  upstream(c: TelemetryCall): Array<[string, string]> {
+    this.clientStartedAt = performance.now();
+    this.forwardedAfterMs = this.clientStartedAt - this.startedAt;
+    this.call = c;
+    this.clientSpanId = newSpanId();
+    this.shared.onUpstream?.(c.id, this.forwardedAfterMs);
+    const headers: Array<[string, string]> = [['traceparent', `00-${this.traceId}-${this.clientSpanId}-${this.sampled ? '01' : '00'}`]];
+    if (this.parent?.traceState) headers.push(['tracestate', this.parent.traceState]);
+    return headers;
+  }
+
+  private serverSpan(name: string, end: number, attributes: SpanAttrs, statusCode: number, statusMessage: string | null): SpanData {
+    const p = this.parent;
+    return {
+      traceId: this.traceId,
+      spanId: this.serverSpanId,
+      parentSpanId: p ? p.spanId : null,
+      parentRemote: p !== null,
+      traceState: p ? p.traceState : null,
+      name,
+      kind: KIND.server,
+      start: this.startedAt,
+      end,
+      attributes,
+      events: [],
+      statusCode,
+      statusMessage,
+    };
+  }
+
+  end(x: TelemetryExchange, given?: CapturedContent | null): void {
+    if (this.ended) return;
+    this.ended = true;
+    const sh = this.shared;
+    const content = given !== undefined ? given : (sh.takeContent?.(x.id, x.stream) ?? null);
+    const emit = sh.emit;
+    // Recording: sampled, with an exporter to send to (serverSpanId is only made then).
+    if (!emit || this.serverSpanId === '') return;
+    const clientStartedAt = this.clientStartedAt;
+    const endAt = Math.max(this.startedAt + x.timings.duration, clientStartedAt);
+    const call = this.call;
+    if (call) {
+      const a = clientAttributes(call, x, sh.serverOf);
+      const events: SpanEventData[] = [];
+      let statusCode: number = STATUS.unset;
+      let statusMessage: string | null = null;
+      if (x.stream && x.timings.ttft !== null) {
+        a.push(ATTR.responseTimeToFirstChunk, x.timings.ttft / 1000);
+        events.push({ name: EVENT.firstChunk, at: clientStartedAt + x.timings.ttft, attributes: [ATTR.responseTimeToFirstChunk, x.timings.ttft / 1000] });
+      }
+      if (content && (content.input !== null || content.output !== null)) {
+        if (sh.contentOnSpan) {
+          if (content.input !== null) a.push(ATTR.inputMessages, content.input);
+          if (content.output !== null) a.push(ATTR.outputMessages, content.output);
+        }
+        if (sh.contentAsEvent) {
+          const ev: SpanAttrs = [ATTR.operationName, x.operation ?? undefined];
+          if (content.input !== null) ev.push(ATTR.inputMessages, content.input);
+          if (content.output !== null) ev.push(ATTR.outputMessages, content.output);
+          events.push({ name: EVENT.operationDetails, at: endAt, attributes: ev });
+        }
+      }
+      if (x.outcome !== 'ok' || (x.status !== null && x.status >= 400)) {
+        a.push(ATTR.errorType, x.errorType ?? String(x.status ?? x.outcome));
+        statusCode = STATUS.error;
+        statusMessage = x.errorMessage ?? `${x.outcome}${x.status !== null ? ` (status ${x.status})` : ''}`;
+      }
+      emit({
+        traceId: this.traceId,
+        spanId: this.clientSpanId,
+        parentSpanId: this.serverSpanId,
+        parentRemote: false,
+        traceState: this.parent ? this.parent.traceState : null,
+        name: clientSpanName(call),
+        kind: KIND.client,
+        start: clientStartedAt,
+        end: endAt,
+        attributes: a,
+        events,
+        statusCode,
+        statusMessage,
+      });
+    }
+    const sa: SpanAttrs = [ATTR.httpRequestMethod, this.method, ATTR.urlPath, this.path];
+    if (x.status !== null) sa.push(ATTR.httpResponseStatusCode, x.status);
+    sa.push(ATTR.httpRequestBodySize, x.bytes.requestIn, ATTR.httpResponseBodySize, x.bytes.responseOut, ATTR.llmtapExchangeId, x.id, ATTR.llmtapOutcome, x.outcome);
+    let statusCode: number = STATUS.unset;
+    let statusMessage: string | null = null;
+    // A server span is in error for 5xx and for exchanges that broke, not for the client's own 4xx.
+    if (x.outcome !== 'ok' || (x.status !== null && x.status >= 500)) {
+      sa.push(ATTR.errorType, x.errorType ?? String(x.status ?? x.outcome));
+      statusCode = STATUS.error;
+      statusMessage = x.errorMessage ?? x.outcome;
+    }
+    const name = call ? `${call.method} ${call.path}` : `${x.method} ${pathOf(x.url)}`;
+    emit(this.serverSpan(name, endAt, sa, statusCode, statusMessage));
+  }
+
+  endRequest(status: number): void {
+    if (this.ended) return;
+    this.ended = true;
+    const emit = this.shared.emit;
+    if (!emit || this.serverSpanId === '') return;
+    const sa: SpanAttrs = [ATTR.httpRequestMethod, this.method, ATTR.urlPath, this.path, ATTR.httpResponseStatusCode, status];
+    let statusCode: number = STATUS.unset;
+    if (status >= 500) {
+      sa.push(ATTR.errorType, String(status));
+      statusCode = STATUS.error;
+    }
+    // Unknown paths keep the bare method as their name: a name per random path would be unbounded.
+    emit(this.serverSpan(status !== 404 ? `${this.method} ${this.path}` : this.method, performance.now(), sa, statusCode, null));
+  }
+}
+
+export function createSpanRecorder(opts: SpanRecorderOptions): SpanRecorder {
+  const shared: Shared = {
+    emit: opts.emit,
+    serverOf: createServerOf(),
+    contentOnSpan: opts.content === 'SPAN_ONLY' || opts.content === 'SPAN_AND_EVENT',
+    contentAsEvent: opts.content === 'EVENT_ONLY' || opts.content === 'SPAN_AND_EVENT',
+    onUpstream: opts.onUpstream,
+    takeContent: opts.takeContent,
+  };
+  const sample = opts.sample;
   return {
     begin(method, path, incoming) {
       const startedAt = performance.now();
-      const parent = propagator.extract(ROOT_CONTEXT, incoming, defaultTextMapGetter);
-      const server: Span = tracer.startSpan(
-        method,
-        { kind: SpanKind.SERVER, startTime: hr(startedAt), attributes: { [ATTR.httpRequestMethod]: method, [ATTR.urlPath]: path } },
-        parent,
-      );
-      const traceId = server.spanContext().traceId;
-      let client: Span | null = null;
-      let clientStartedAt = 0;
-      let forwardedAfterMs: number | null = null;
-      let ended = false;
-
-      return {
-        traceId,
-        get forwardedAfterMs() {
-          return forwardedAfterMs;
-        },
-        upstream(call) {
-          clientStartedAt = performance.now();
-          forwardedAfterMs = clientStartedAt - startedAt;
-          const upstream = serverOf(call.upstream.origin);
-          const attributes: Attributes = {
-            [ATTR.providerName]: call.dialect,
-            [ATTR.requestStream]: call.stream,
-            [ATTR.serverAddress]: upstream.address,
-            [ATTR.serverPort]: upstream.port,
-            [ATTR.httpRequestMethod]: call.method,
-            [ATTR.llmtapUpstream]: call.upstream.name,
-            [ATTR.llmtapExchangeId]: call.id,
-          };
-          if (call.operation) attributes[ATTR.operationName] = call.operation;
-          if (call.model !== 'unknown') attributes[ATTR.requestModel] = call.model;
-          for (const [key, attr] of PARAM_ATTRS) {
-            const v = call.params[key];
-            if (v !== undefined) attributes[attr] = Array.isArray(v) ? [...v] : (v as number);
-          }
-          client = tracer.startSpan(
-            clientSpanName(call),
-            { kind: SpanKind.CLIENT, startTime: hr(clientStartedAt), attributes },
-            trace.setSpan(ROOT_CONTEXT, server),
-          );
-          if (server.isRecording()) server.updateName(`${call.method} ${call.path}`);
-          const carrier: Record<string, string> = {};
-          propagator.inject(trace.setSpan(ROOT_CONTEXT, client), carrier, defaultTextMapSetter);
-          return Object.entries(carrier);
-        },
-        end(x, content) {
-          if (ended) return;
-          ended = true;
-          const endAt = hr(Math.max(startedAt + x.timings.duration, clientStartedAt));
-          const failed = x.outcome !== 'ok' || (x.status !== null && x.status >= 400);
-          if (client && client.isRecording()) {
-            const c = client;
-            if (x.responseId) c.setAttribute(ATTR.responseId, x.responseId);
-            if (x.responseModel) c.setAttribute(ATTR.responseModel, x.responseModel);
-            if (x.finishReasons.length > 0) c.setAttribute(ATTR.responseFinishReasons, [...x.finishReasons]);
-            const u = x.usage;
-            if (u.input !== null) c.setAttribute(ATTR.usageInputTokens, u.input);
-            if (u.output !== null) c.setAttribute(ATTR.usageOutputTokens, u.output);
-            if (u.cacheRead !== null) c.setAttribute(ATTR.usageCacheReadInputTokens, u.cacheRead);
-            if (u.cacheWrite !== null) c.setAttribute(ATTR.usageCacheCreationInputTokens, u.cacheWrite);
-            if (u.reasoning !== null) c.setAttribute(ATTR.usageReasoningOutputTokens, u.reasoning);
-            if (u.input !== null || u.output !== null) c.setAttribute(ATTR.llmtapUsageSource, u.source);
-            if (x.status !== null) c.setAttribute(ATTR.httpResponseStatusCode, x.status);
-            c.setAttribute(ATTR.httpRequestBodySize, x.bytes.requestOut);
-            c.setAttribute(ATTR.httpResponseBodySize, x.bytes.responseIn);
-            c.setAttribute(ATTR.llmtapOutcome, x.outcome);
-            if (x.stream && x.timings.ttft !== null) {
-              c.setAttribute(ATTR.responseTimeToFirstChunk, x.timings.ttft / 1000);
-              c.addEvent(EVENT.firstChunk, { [ATTR.responseTimeToFirstChunk]: x.timings.ttft / 1000 }, hr(clientStartedAt + x.timings.ttft));
-            }
-            if (content && (content.input !== null || content.output !== null)) {
-              if (contentOnSpan) {
-                if (content.input !== null) c.setAttribute(ATTR.inputMessages, content.input);
-                if (content.output !== null) c.setAttribute(ATTR.outputMessages, content.output);
-              }
-              if (contentAsEvent) {
-                const ev: Attributes = { [ATTR.operationName]: x.operation ?? undefined };
-                if (content.input !== null) ev[ATTR.inputMessages] = content.input;
-                if (content.output !== null) ev[ATTR.outputMessages] = content.output;
-                c.addEvent(EVENT.operationDetails, ev, endAt);
-              }
-            }
-            if (failed) {
-              c.setAttribute(ATTR.errorType, x.errorType ?? String(x.status ?? x.outcome));
-              c.setStatus({ code: SpanStatusCode.ERROR, message: x.errorMessage ?? `${x.outcome}${x.status !== null ? ` (status ${x.status})` : ''}` });
-            }
-          }
-          client?.end(endAt);
-          if (server.isRecording()) {
-            if (!client) server.updateName(`${x.method} ${pathOf(x.url)}`);
-            if (x.status !== null) server.setAttribute(ATTR.httpResponseStatusCode, x.status);
-            server.setAttribute(ATTR.httpRequestBodySize, x.bytes.requestIn);
-            server.setAttribute(ATTR.httpResponseBodySize, x.bytes.responseOut);
-            server.setAttribute(ATTR.llmtapExchangeId, x.id);
-            server.setAttribute(ATTR.llmtapOutcome, x.outcome);
-            // A server span is in error for 5xx and for exchanges that broke, not for the client's own 4xx.
-            if (x.outcome !== 'ok' || (x.status !== null && x.status >= 500)) {
-              server.setAttribute(ATTR.errorType, x.errorType ?? String(x.status ?? x.outcome));
-              server.setStatus({ code: SpanStatusCode.ERROR, message: x.errorMessage ?? x.outcome });
-            }
-          }
-          server.end(endAt);
-        },
-        endRequest(status) {
-          if (ended) return;
-          ended = true;
-          if (server.isRecording()) {
-            // Unknown paths keep the bare method as their name: a name per random path would be unbounded.
-            if (status !== 404) server.updateName(`${method} ${path}`);
-            server.setAttribute(ATTR.httpResponseStatusCode, status);
-            if (status >= 500) {
-              server.setAttribute(ATTR.errorType, String(status));
-              server.setStatus({ code: SpanStatusCode.ERROR });
-            }
-          }
-          server.end(hr(performance.now()));
-        },
-      };
+      const parent = parseTraceparent(incoming.traceparent, incoming.tracestate);
+      const traceId = parent ? parent.traceId : newTraceId();
+      const sampled = sample(traceId, parent);
+      return new ExchangeSpans(shared, traceId, parent, sampled, sampled && shared.emit ? newSpanId() : '', method, path, startedAt);
     },
   };
 }

@@ -12,6 +12,8 @@ export interface TelemetryOptions extends SdkOptions {
   maxModels: number;
   /** exchanges in flight right now (llmtap.active_requests) */
   activeRequests(): number;
+  /** an exchange's upstream call started, this many ms after its request arrived */
+  onUpstream?(id: string, forwardedAfterMs: number): void;
 }
 
 export interface Telemetry {
@@ -31,10 +33,17 @@ export async function startTelemetry(settings: TelemetrySettings, opts: Telemetr
   const metrics = createExchangeMetrics({ maxModels: opts.maxModels, resource: buildResource(settings, opts.serviceVersion), version: opts.serviceVersion });
   const sdk = await startTelemetrySdk(settings, { ...opts, metricProducers: [...(opts.metricProducers ?? []), metrics.producer] });
   createInstruments(sdk.meter, { activeRequests: opts.activeRequests, failures: sdk.failures });
+  const content = sdk.tracing ? createContentCollector(settings.content) : null;
   return {
     sdk,
-    spans: createSpanRecorder(sdk.tracer, { content: settings.content }),
+    spans: createSpanRecorder({
+      content: settings.content,
+      emit: sdk.emitSpan,
+      sample: sdk.sample,
+      onUpstream: opts.onUpstream,
+      takeContent: content ? (id, stream) => content.take(id, stream) : undefined,
+    }),
     metrics,
-    content: sdk.tracing ? createContentCollector(settings.content) : null,
+    content,
   };
 }

@@ -1,7 +1,7 @@
 // The telemetry feature: OTEL_* settings → otel/'s SDK, a request tracer, a metrics tap and GET /metrics on llmtap's port.
 import { readFileSync } from 'node:fs';
 import type { Middleware } from 'koa';
-import { readTelemetrySettings, startTelemetry, telemetryOff, TelemetrySettingError, type RequestSpans, type Telemetry } from '../../otel/index.ts';
+import { readTelemetrySettings, startTelemetry, telemetryOff, TelemetrySettingError, type Telemetry } from '../../otel/index.ts';
 import { ConfigError } from '../config.ts';
 import type { ExchangeTap } from '../exchange/bus.ts';
 import type { TraceHandle, RequestTracer } from '../exchange/tracing.ts';
@@ -21,28 +21,9 @@ const VERSION: string = (() => {
 /** Exchanges between their upstream call and their end; bounded in case an end never comes. */
 const MAX_PENDING = 10_000;
 
-function tracerOf(t: Telemetry, forwarded: Map<string, number>): RequestTracer {
-  const content = t.content;
-  return {
-    begin(method, path, incoming): TraceHandle {
-      const spans: RequestSpans = t.spans.begin(method, path, incoming);
-      return {
-        traceId: spans.traceId,
-        upstream(call) {
-          const headers = spans.upstream(call);
-          if (forwarded.size >= MAX_PENDING) forwarded.clear();
-          forwarded.set(call.id, spans.forwardedAfterMs ?? 0);
-          return headers;
-        },
-        end(record) {
-          spans.end(record, content ? content.take(record.id, record.stream) : null);
-        },
-        endRequest(status) {
-          spans.endRequest(status);
-        },
-      };
-    },
-  };
+/** The recorder's per-request spans are the TraceHandle itself: no wrapper object per request. */
+function tracerOf(t: Telemetry): RequestTracer {
+  return { begin: (method, path, incoming): TraceHandle => t.spans.begin(method, path, incoming) };
 }
 
 function metricsTap(t: Telemetry, forwarded: Map<string, number>): ExchangeTap {
@@ -82,6 +63,7 @@ export async function startTelemetryFeature(ctx: FeatureContext, extras: Telemet
   const hasExtras = (extras.extraSpanExporters?.length ?? 0) + (extras.extraMetricExporters?.length ?? 0) > 0;
   if (settings.disabled || (telemetryOff(settings) && !hasExtras)) return null;
 
+  const forwarded = new Map<string, number>();
   let t: Telemetry;
   try {
     t = await startTelemetry(settings, {
@@ -91,6 +73,10 @@ export async function startTelemetryFeature(ctx: FeatureContext, extras: Telemet
       activeRequests: ctx.inFlight,
       onExportFailure: (f, message) => ctx.log.error({ signal: f.signal, exporter: f.exporter, endpoint: f.endpoint, cause: f.cause }, message),
       warn: (message) => ctx.log.warn(message),
+      onUpstream: (id, after) => {
+        if (forwarded.size >= MAX_PENDING) forwarded.clear();
+        forwarded.set(id, after);
+      },
       ...extras,
     });
   } catch (err) {
@@ -98,13 +84,12 @@ export async function startTelemetryFeature(ctx: FeatureContext, extras: Telemet
     if (err instanceof TelemetrySettingError) throw new ConfigError(`llmtap: ${err.message}`);
     throw err;
   }
-  const forwarded = new Map<string, number>();
   const sdk = t.sdk;
   const on = [sdk.tracing ? `traces → ${settings.traceExporters.map((r) => (r.kind === 'named' ? r.name : `module:${r.path}`)).join(', ')}` : null, settings.metricExporters.length ? `metrics → ${settings.metricExporters.map((r) => (r.kind === 'named' ? r.name : `module:${r.path}`)).join(', ')}` : null].filter(Boolean);
   ctx.log.info({ prometheus: sdk.prometheusUrl }, `telemetry: ${on.join('; ') || 'test exporters only'}${sdk.prometheusUrl ? ` (scrape ${sdk.prometheusUrl} or /metrics on llmtap's port)` : ''}`);
   return {
     name: 'telemetry',
-    tracer: tracerOf(t, forwarded),
+    tracer: tracerOf(t),
     taps: [metricsTap(t, forwarded)],
     routes: sdk.serveMetrics ? [metricsRoute(sdk.serveMetrics)] : [],
     close: () => sdk.shutdown(),
