@@ -6,7 +6,7 @@ export type { TraceSink, MetricSink, ModuleExporterContext, ModuleExporterFactor
 export { startTelemetrySdk, buildResource, buildSampler } from './sdk.ts';
 export type { SdkOptions, TelemetrySdk } from './sdk.ts';
 export { createInstruments } from './instruments.ts';
-export type { InstrumentSources } from './instruments.ts';
+export type { InstrumentSources, ObservedCounter } from './instruments.ts';
 export { createExchangeMetrics, createModelCap, createServerOf } from './metrics.ts';
 export type { ExchangeMetrics } from './metrics.ts';
 export { createSpanRecorder, clientSpanName } from './spans.ts';

@@ -1,5 +1,5 @@
 // The instruments read at collection time from llmtap's state (in-flight exchanges, export failures), created once per meter.
-import type { Meter } from '@opentelemetry/api';
+import type { Attributes, Meter } from '@opentelemetry/api';
 import type { FailureTracker } from './failures.ts';
 import { ATTR, METRIC } from './semconv.ts';
 
@@ -7,6 +7,16 @@ export interface InstrumentSources {
   /** exchanges in flight right now, read at each collection (no per-request work) */
   activeRequests(): number;
   failures: FailureTracker;
+  /** monotonic counters the host keeps itself (cost, dropped captures), observed at each collection */
+  observedCounters?: readonly ObservedCounter[];
+}
+
+export interface ObservedCounter {
+  name: string;
+  unit: string;
+  description: string;
+  /** the current totals, one per attribute set */
+  read(): ReadonlyArray<{ value: number; attributes?: Attributes }>;
 }
 
 /**
@@ -20,4 +30,10 @@ export function createInstruments(meter: Meter, sources: InstrumentSources): voi
   failures.addCallback((r) => {
     for (const f of sources.failures.counts()) r.observe(f.count, { [ATTR.llmtapSignal]: f.signal, [ATTR.llmtapExporter]: f.exporter });
   });
+  for (const c of sources.observedCounters ?? []) {
+    const counter = meter.createObservableCounter(c.name, { unit: c.unit, description: c.description });
+    counter.addCallback((r) => {
+      for (const v of c.read()) r.observe(v.value, v.attributes);
+    });
+  }
 }

@@ -1,7 +1,7 @@
 // One llmtap instance's telemetry, assembled: SDK, instruments, span recorder, exchange metrics, content capture.
 import type { ContentCollector } from './content.ts';
 import { createContentCollector } from './content.ts';
-import { createInstruments } from './instruments.ts';
+import { createInstruments, type ObservedCounter } from './instruments.ts';
 import { createExchangeMetrics, type ExchangeMetrics } from './metrics.ts';
 import { buildResource, startTelemetrySdk, type SdkOptions, type TelemetrySdk } from './sdk.ts';
 import type { TelemetrySettings } from './settings.ts';
@@ -12,6 +12,8 @@ export interface TelemetryOptions extends SdkOptions {
   maxModels: number;
   /** exchanges in flight right now (llmtap.active_requests) */
   activeRequests(): number;
+  /** counters the host keeps itself (llmtap.cost, llmtap.capture.dropped), observed at collection */
+  observedCounters?: readonly ObservedCounter[];
   /** an exchange's upstream call started, this many ms after its request arrived */
   onUpstream?(id: string, forwardedAfterMs: number): void;
 }
@@ -32,7 +34,7 @@ export function telemetryOff(settings: TelemetrySettings): boolean {
 export async function startTelemetry(settings: TelemetrySettings, opts: TelemetryOptions): Promise<Telemetry> {
   const metrics = createExchangeMetrics({ maxModels: opts.maxModels, resource: buildResource(settings, opts.serviceVersion), version: opts.serviceVersion });
   const sdk = await startTelemetrySdk(settings, { ...opts, metricProducers: [...(opts.metricProducers ?? []), metrics.producer] });
-  createInstruments(sdk.meter, { activeRequests: opts.activeRequests, failures: sdk.failures });
+  createInstruments(sdk.meter, { activeRequests: opts.activeRequests, failures: sdk.failures, observedCounters: opts.observedCounters });
   const content = sdk.tracing ? createContentCollector(settings.content) : null;
   return {
     sdk,

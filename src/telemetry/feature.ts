@@ -6,6 +6,7 @@ import { ConfigError } from '../config.ts';
 import type { ExchangeTap } from '../exchange/bus.ts';
 import type { TraceHandle, RequestTracer } from '../exchange/tracing.ts';
 import type { Feature, FeatureContext, FeatureFactory } from '../features.ts';
+import { hostCounters } from './host-counters.ts';
 
 /** Test hooks: extra exporters beside the configured ones (InMemorySpanExporter, InMemoryMetricExporter). */
 export type TelemetryExtras = Pick<Parameters<typeof startTelemetry>[1], 'extraSpanExporters' | 'extraMetricExporters'>;
@@ -64,6 +65,7 @@ export async function startTelemetryFeature(ctx: FeatureContext, extras: Telemet
   if (settings.disabled || (telemetryOff(settings) && !hasExtras)) return null;
 
   const forwarded = new Map<string, number>();
+  const host = hostCounters(ctx.config.metricsMaxModels);
   let t: Telemetry;
   try {
     t = await startTelemetry(settings, {
@@ -71,6 +73,7 @@ export async function startTelemetryFeature(ctx: FeatureContext, extras: Telemet
       serviceVersion: VERSION,
       maxModels: ctx.config.metricsMaxModels,
       activeRequests: ctx.inFlight,
+      observedCounters: host.counters,
       onExportFailure: (f, message) => ctx.log.error({ signal: f.signal, exporter: f.exporter, endpoint: f.endpoint, cause: f.cause }, message),
       warn: (message) => ctx.log.warn(message),
       onUpstream: (id, after) => {
@@ -80,6 +83,7 @@ export async function startTelemetryFeature(ctx: FeatureContext, extras: Telemet
       ...extras,
     });
   } catch (err) {
+    host.stop();
     // A module: exporter that does not load is a bad setting, reported like any other.
     if (err instanceof TelemetrySettingError) throw new ConfigError(`llmtap: ${err.message}`);
     throw err;
@@ -92,7 +96,10 @@ export async function startTelemetryFeature(ctx: FeatureContext, extras: Telemet
     tracer: tracerOf(t),
     taps: [metricsTap(t, forwarded)],
     routes: sdk.serveMetrics ? [metricsRoute(sdk.serveMetrics)] : [],
-    close: () => sdk.shutdown(),
+    close: async () => {
+      host.stop();
+      await sdk.shutdown();
+    },
   };
 }
 

@@ -135,7 +135,7 @@ export function createUsageFeature(opts: UsageFeatureOptions = {}): FeatureFacto
           costNanosSinceStart += toNanos(cost);
           for (const l of costListeners) {
             try {
-              l(cost, { model: u.responseModel ?? u.model, provider: u.provider, upstream: u.upstream });
+              l(cost, { model: u.model, provider: u.provider, upstream: u.upstream });
             } catch {
               failures++;
             }
