@@ -3,7 +3,7 @@ export { readTelemetrySettings, TelemetrySettingError, DEFAULTS as TELEMETRY_DEF
 export type { TelemetrySettings, ExporterRef, OtlpSignalSettings, OtlpProtocol, ContentCapture, SamplerName, Env } from './settings.ts';
 export { TRACE_EXPORTERS, METRIC_EXPORTERS, TRACE_EXPORTER_NAMES, METRIC_EXPORTER_NAMES, buildTraceSinks, buildMetricSinks } from './exporters.ts';
 export type { TraceSink, MetricSink, ModuleExporterContext, ModuleExporterFactory } from './exporters.ts';
-export { startTelemetrySdk, buildResource, buildSampler } from './sdk.ts';
+export { startTelemetrySdk, buildResource } from './sdk.ts';
 export type { SdkOptions, TelemetrySdk } from './sdk.ts';
 export { createInstruments } from './instruments.ts';
 export type { InstrumentSources, ObservedCounter } from './instruments.ts';

@@ -5,16 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Meter } from '@opentelemetry/api';
 import { SDK_INFO } from '@opentelemetry/core';
 import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
-import {
-  AlwaysOffSampler,
-  AlwaysOnSampler,
-  BatchSpanProcessor,
-  ParentBasedSampler,
-  TraceIdRatioBasedSampler,
-  type Sampler,
-  type SpanExporter,
-  type SpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import { BatchSpanProcessor, type SpanExporter, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { MeterProvider, PeriodicExportingMetricReader, type IMetricReader, type MetricProducer, type PushMetricExporter } from '@opentelemetry/sdk-metrics';
 import { buildMetricSinks, buildTraceSinks, type MetricSink } from './exporters.ts';
 import { createFailureTracker, guardMetricExporter, guardSpanExporter, guardSpanSend, type ExportFailure, type FailureTracker } from './failures.ts';
@@ -71,23 +62,6 @@ export function buildResource(settings: TelemetrySettings, serviceVersion: strin
     ...settings.resourceAttributes,
     'service.name': settings.serviceName,
   });
-}
-
-export function buildSampler(s: TelemetrySettings['sampler']): Sampler {
-  switch (s.name) {
-    case 'always_on':
-      return new AlwaysOnSampler();
-    case 'always_off':
-      return new AlwaysOffSampler();
-    case 'traceidratio':
-      return new TraceIdRatioBasedSampler(s.ratio);
-    case 'parentbased_always_off':
-      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
-    case 'parentbased_traceidratio':
-      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(s.ratio) });
-    case 'parentbased_always_on':
-      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
-  }
 }
 
 function withLimit<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
