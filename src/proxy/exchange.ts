@@ -16,7 +16,7 @@ import { relay, type RelayResult } from './relay.ts';
 import { readRequestBody } from './request-body.ts';
 import { readRequestJson } from './request-json.ts';
 import type { Route } from './route.ts';
-import { settleUsage } from './usage.ts';
+import { noUsage, settleUsage } from './usage.ts';
 
 export interface ExchangeDeps {
   config: Config;
@@ -154,7 +154,6 @@ export async function runExchange(deps: ExchangeDeps, route: Route, req: Incomin
   return record;
 }
 
-const noUsage = (): TokenUsage => ({ input: null, output: null, total: null, cacheRead: null, cacheWrite: null, reasoning: null, source: 'none' });
 
 function endTrace(deps: ExchangeDeps, trace: TraceHandle | null, record: ExchangeRecord): void {
   if (!trace) return;
@@ -264,7 +263,7 @@ async function finishEarly(
     finishReasons: [],
     streamComplete: false,
     timings: { ttfb: null, ttft: null, duration: performance.now() - t0, timePerOutputToken: null, overhead: 0 },
-    usage: { input: null, output: null, total: null, cacheRead: null, cacheWrite: null, reasoning: null, source: 'none' },
+    usage: noUsage(),
     bytes: { requestIn: Number(req.headers['content-length']) || 0, requestOut: 0, responseIn: 0, responseOut: 0 },
     traceId: null,
     usageInjected: false,

@@ -12,7 +12,8 @@ export interface UsageInputs {
   requestJson: () => unknown;
 }
 
-const NONE: TokenUsage = { input: null, output: null, total: null, cacheRead: null, cacheWrite: null, reasoning: null, source: 'none' };
+/** Usage of an exchange that reported and processed nothing; a fresh object each time, since records are handed out. */
+export const noUsage = (): TokenUsage => ({ input: null, output: null, total: null, cacheRead: null, cacheWrite: null, reasoning: null, source: 'none' });
 
 /**
  * The exchange's usage: the upstream's own numbers at once, or a promise of an estimate when the upstream did
@@ -40,7 +41,7 @@ export function settleUsage({ info, observation, status, outcome, requestJson }:
   // Estimate only what a model really processed: a generation call that got a successful response.
   const generated = info.operation !== null && status !== null && status >= 200 && status < 300 && outcome !== 'upstream_unreachable';
   if (!generated) {
-    if (!reported) return { ...NONE };
+    if (!reported) return noUsage();
     base.total = reported.total ?? null;
     base.source = 'reported';
     return base;

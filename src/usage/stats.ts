@@ -21,20 +21,10 @@ export interface Percentiles {
   exact: boolean;
 }
 
-export interface Summary {
-  requests: number;
-  errors: number;
-  inputTokens: number;
-  outputTokens: number;
-  totalTokens: number;
-  cachedTokens: number;
-  reasoningTokens: number;
-  estimatedRequests: number;
-  requestBytes: number;
-  responseBytes: number;
+/** The store's Totals as the API shows them: cost in USD instead of nano-dollars, plus percentiles. */
+export interface Summary extends Omit<Totals, 'costNanos'> {
   /** USD over the requests that had a price */
   cost: number;
-  pricedRequests: number;
   unpricedRequests: number;
   ttftMs: Percentiles;
   durationMs: Percentiles;
