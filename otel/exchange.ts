@@ -65,6 +65,8 @@ export interface TelemetryExchange {
     source: string;
   };
   bytes: { requestIn: number; requestOut: number; responseIn: number; responseOut: number };
+  /** with several upstreams: the ones that failed before the one that answered */
+  failover?: ReadonlyArray<{ upstream: string; status: number | null; outcome: string; error: string }>;
 }
 
 /** The exchange's start as seen by subscribers: the forwarded body, for message content capture. */

@@ -12,6 +12,8 @@ export interface InstrumentSources {
 }
 
 export interface ObservedCounter {
+  /** counter (the default: a monotonic total) or gauge (a value right now: an upstream's state, its queue) */
+  kind?: 'counter' | 'gauge';
   name: string;
   unit: string;
   description: string;
@@ -31,7 +33,8 @@ export function createInstruments(meter: Meter, sources: InstrumentSources): voi
     for (const f of sources.failures.counts()) r.observe(f.count, { [ATTR.llmtapSignal]: f.signal, [ATTR.llmtapExporter]: f.exporter });
   });
   for (const c of sources.observedCounters ?? []) {
-    const counter = meter.createObservableCounter(c.name, { unit: c.unit, description: c.description });
+    const options = { unit: c.unit, description: c.description };
+    const counter = c.kind === 'gauge' ? meter.createObservableGauge(c.name, options) : meter.createObservableCounter(c.name, options);
     counter.addCallback((r) => {
       for (const v of c.read()) r.observe(v.value, v.attributes);
     });

@@ -38,6 +38,8 @@ export const ATTR = {
   urlFull: 'url.full',
   llmtapUpstream: 'llmtap.upstream',
   llmtapOutcome: 'llmtap.outcome',
+  llmtapFailoverFrom: 'llmtap.failover.from',
+  errorMessage: 'error.message',
   llmtapExchangeId: 'llmtap.exchange.id',
   llmtapUsageSource: 'llmtap.usage.source',
   llmtapDirection: 'llmtap.direction',
@@ -49,6 +51,8 @@ export const ATTR = {
 export const EVENT = {
   /** the first chunk carrying generated content reached llmtap */
   firstChunk: 'llmtap.first_chunk',
+  /** with several upstreams: an upstream failed before answering and llmtap tried another */
+  failover: 'llmtap.failover',
   /** message content, when OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT asks for events */
   operationDetails: 'gen_ai.client.inference.operation.details',
 } as const;

@@ -144,7 +144,7 @@ class ExchangeSpans implements RequestSpans {
     return headers;
   }
 
-  private serverSpan(name: string, end: number, attributes: SpanAttrs, statusCode: number, statusMessage: string | null): SpanData {
+  private serverSpan(name: string, end: number, attributes: SpanAttrs, statusCode: number, statusMessage: string | null, events: SpanEventData[] = []): SpanData {
     const p = this.parent;
     return {
       traceId: this.traceId,
@@ -157,7 +157,7 @@ class ExchangeSpans implements RequestSpans {
       start: this.startedAt,
       end,
       attributes,
-      events: [],
+      events,
       statusCode,
       statusMessage,
     };
@@ -219,6 +219,14 @@ class ExchangeSpans implements RequestSpans {
     const sa: SpanAttrs = [ATTR.httpRequestMethod, this.method, ATTR.urlPath, this.path];
     if (x.status !== null) sa.push(ATTR.httpResponseStatusCode, x.status);
     sa.push(ATTR.httpRequestBodySize, x.bytes.requestIn, ATTR.httpResponseBodySize, x.bytes.responseOut, ATTR.llmtapExchangeId, x.id, ATTR.llmtapOutcome, x.outcome);
+    const serverEvents: SpanEventData[] = [];
+    if (x.failover && x.failover.length > 0) {
+      // The CLIENT span is the call that answered; the SERVER span tells which upstreams failed before it.
+      sa.push(ATTR.llmtapFailoverFrom, x.failover.map((f) => f.upstream), ATTR.llmtapUpstream, x.upstream.name);
+      for (const f of x.failover) {
+        serverEvents.push({ name: EVENT.failover, at: clientStartedAt, attributes: [ATTR.llmtapUpstream, f.upstream, ATTR.errorType, f.status !== null ? String(f.status) : f.outcome, ATTR.errorMessage, f.error] });
+      }
+    }
     let statusCode: number = STATUS.unset;
     let statusMessage: string | null = null;
     // A server span is in error for 5xx and for exchanges that broke, not for the client's own 4xx.
@@ -228,7 +236,7 @@ class ExchangeSpans implements RequestSpans {
       statusMessage = x.errorMessage ?? x.outcome;
     }
     const name = call ? `${call.method} ${call.path}` : `${x.method} ${pathOf(x.url)}`;
-    emit(this.serverSpan(name, endAt, sa, statusCode, statusMessage));
+    emit(this.serverSpan(name, endAt, sa, statusCode, statusMessage, serverEvents));
   }
 
   endRequest(status: number): void {

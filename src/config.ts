@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
+import { parseUpstreamSpecs, UpstreamSpecError, type UpstreamSpec } from './upstreams/spec.ts';
 
 type Kind = 'string' | 'url' | 'int' | 'number' | 'switch' | 'enum' | 'list' | 'path';
 
@@ -48,8 +49,36 @@ export interface Config {
   prices: string;
   /** '' = admin endpoints answer loopback clients only */
   adminToken: string;
+  /** several upstreams (the config file's `upstreams:` list); null: the single upstream per dialect above */
+  upstreams: readonly UpstreamSpec[] | null;
+  routingStrategy: RoutingStrategy;
+  /** how long a request may wait for a free slot at an upstream at its max_concurrent (503 past it) */
+  queueTimeoutMs: number;
+  /** requests waiting per upstream, unless its entry sets max_queue (503 past it) */
+  queueMax: number;
+  /** per-client token bucket; null: no limit */
+  rateLimit: RateLimit | null;
+  /** upstream health probes: how often */
+  healthIntervalMs: number;
+  /** circuit breaker: consecutive failures that open it, cool-down before half-open, successes that close it */
+  breakerFailures: number;
+  breakerCooldownMs: number;
+  breakerSuccesses: number;
+  /** how long models discovered from an upstream (/v1/models, /api/tags) are trusted */
+  modelsTtlMs: number;
   /** the config file read, if any (LLMTAP_CONFIG / --config) */
   configFile: string | null;
+}
+
+export type RoutingStrategy = 'least_busy' | 'round_robin' | 'weighted';
+
+export interface RateLimit {
+  /** bucket size: requests a client may make at once */
+  requests: number;
+  /** the bucket refills completely over this many ms */
+  perMs: number;
+  /** as written ("60/min") */
+  text: string;
 }
 
 export const DEFAULTS: Readonly<Config> = Object.freeze({
@@ -78,12 +107,23 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
   usageMaxRecords: 50_000,
   prices: '',
   adminToken: '',
+  upstreams: null,
+  routingStrategy: 'least_busy',
+  queueTimeoutMs: 30_000,
+  queueMax: 100,
+  rateLimit: null,
+  healthIntervalMs: 10_000,
+  breakerFailures: 5,
+  breakerCooldownMs: 30_000,
+  breakerSuccesses: 2,
+  modelsTtlMs: 300_000,
   configFile: null,
 });
 
 const SWITCH_ON = ['on', 'true', '1', 'yes'];
 const SWITCH_OFF = ['off', 'false', '0', 'no'];
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const ROUTING_STRATEGIES = ['least_busy', 'round_robin', 'weighted'] as const;
 
 /** A number given as a number (file) or as digits (env, flag); anything else is refused, never coerced. */
 const numeric = (pattern: RegExp) =>
@@ -125,6 +165,19 @@ const headerList = z.union([z.string(), z.array(z.string())]).transform((v, ctx)
   }
   return items;
 });
+const PERIODS: Record<string, number> = { s: 1000, sec: 1000, second: 1000, m: 60_000, min: 60_000, minute: 60_000, h: 3_600_000, hour: 3_600_000, d: 86_400_000, day: 86_400_000 };
+/** "60/min", "5/s", "1000/h"; off, none or empty for no limit. */
+const rateLimit = z.union([z.null(), z.string()]).transform((v, ctx): RateLimit | null => {
+  const s = (v ?? '').trim().toLowerCase();
+  if (s === '' || s === 'off' || s === 'none') return null;
+  const m = /^(\d+)\s*\/\s*([a-z]+)$/.exec(s);
+  const perMs = m ? PERIODS[m[2]!] : undefined;
+  if (!m || perMs === undefined || Number(m[1]) < 1 || Number(m[1]) > 1_000_000_000) {
+    ctx.addIssue({ code: 'custom', message: 'N/s, N/min or N/h' });
+    return z.NEVER;
+  }
+  return { requests: Number(m[1]), perMs, text: s };
+});
 const path = z.string().trim().min(1);
 const optionalPath = z.string().trim();
 
@@ -159,6 +212,15 @@ export const SETTINGS = [
   spec({ key: 'usageMaxRecords', env: 'LLMTAP_USAGE_MAX_RECORDS', flag: 'usage-max-records', kind: 'int', help: 'records kept whole; older ones are rolled up into daily totals', allowed: 'an integer from 10 to 10000000', schema: int(10, 10_000_000) }),
   spec({ key: 'prices', env: 'LLMTAP_PRICES', flag: 'prices', kind: 'path', help: 'a JSON/YAML price table overriding the built-in one (USD per million tokens)', allowed: 'a file path', schema: optionalPath }),
   spec({ key: 'adminToken', env: 'LLMTAP_ADMIN_TOKEN', flag: 'admin-token', kind: 'string', help: 'admin endpoints accept this bearer token from any client (else loopback only)', allowed: 'a string', schema: z.string() }),
+  spec({ key: 'rateLimit', env: 'LLMTAP_RATE_LIMIT', flag: 'rate-limit', kind: 'string', help: 'per-client limit (key hash, else address), a token bucket: 60/min, 5/s, 1000/h (429 past it)', allowed: 'N/s, N/min or N/h (N from 1), or off', schema: rateLimit }),
+  spec({ key: 'routingStrategy', env: 'LLMTAP_ROUTING_STRATEGY', flag: 'routing-strategy', kind: 'enum', help: 'with several upstreams: how one is picked among those serving the model', allowed: ROUTING_STRATEGIES.join(', '), schema: z.enum(ROUTING_STRATEGIES) }),
+  spec({ key: 'queueTimeoutMs', env: 'LLMTAP_QUEUE_TIMEOUT_MS', flag: 'queue-timeout-ms', kind: 'int', help: "with several upstreams: longest wait for a slot at an upstream's max_concurrent (503 past it)", allowed: 'an integer from 0 to 3600000', schema: int(0, 3_600_000) }),
+  spec({ key: 'queueMax', env: 'LLMTAP_QUEUE_MAX', flag: 'queue-max', kind: 'int', help: "with several upstreams: requests waiting per upstream unless its entry sets max_queue (503 past it)", allowed: 'an integer from 0 to 100000', schema: int(0, 100_000) }),
+  spec({ key: 'healthIntervalMs', env: 'LLMTAP_HEALTH_INTERVAL_MS', flag: 'health-interval-ms', kind: 'int', help: 'with several upstreams: how often each one is probed (and its models rediscovered)', allowed: 'an integer from 100 to 3600000', schema: int(100, 3_600_000) }),
+  spec({ key: 'breakerFailures', env: 'LLMTAP_BREAKER_FAILURES', flag: 'breaker-failures', kind: 'int', help: "consecutive failures (requests or probes) that open an upstream's circuit breaker", allowed: 'an integer from 1 to 1000', schema: int(1, 1000) }),
+  spec({ key: 'breakerCooldownMs', env: 'LLMTAP_BREAKER_COOLDOWN_MS', flag: 'breaker-cooldown-ms', kind: 'int', help: 'an open breaker turns half-open (lets trial requests through) after this long', allowed: 'an integer from 10 to 3600000', schema: int(10, 3_600_000) }),
+  spec({ key: 'breakerSuccesses', env: 'LLMTAP_BREAKER_SUCCESSES', flag: 'breaker-successes', kind: 'int', help: 'successes in half-open that close the breaker again', allowed: 'an integer from 1 to 1000', schema: int(1, 1000) }),
+  spec({ key: 'modelsTtlMs', env: 'LLMTAP_MODELS_TTL_MS', flag: 'models-ttl-ms', kind: 'int', help: 'models discovered from an upstream (/v1/models, /api/tags) are fetched again after this long', allowed: 'an integer from 1000 to 86400000', schema: int(1000, 86_400_000) }),
 ] as const satisfies readonly SettingSpec[];
 
 const CONFIG_FILE = { env: 'LLMTAP_CONFIG', flag: 'config' } as const;
@@ -168,13 +230,15 @@ export class ConfigError extends Error {
   readonly code = 'LLMTAP_BAD_SETTING';
 }
 
-export type RawSettings = Partial<Record<keyof Config, unknown>>;
+export type RawSettings = Partial<Record<Exclude<keyof Config, 'upstreams' | 'configFile'>, unknown>>;
 
 export interface ConfigSources {
   argv?: readonly string[];
   env?: Readonly<Record<string, string | undefined>>;
   /** values set by code (tests, the demo); they win over everything */
   overrides?: RawSettings;
+  /** an upstream list set by code, in place of a config file's */
+  upstreams?: UpstreamSpec[];
 }
 
 export type CliAction = { kind: 'run'; config: Config } | { kind: 'help'; text: string } | { kind: 'version' };
@@ -219,7 +283,10 @@ function parseArgv(argv: readonly string[]): { raw: RawSettings; configFile?: st
   return { raw, configFile, help, version };
 }
 
-function readConfigFile(path: string): RawSettings {
+/** The keys of a config file that are not settings. */
+const UPSTREAMS_KEY = 'upstreams';
+
+function parseFile(path: string): Record<string, unknown> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -234,18 +301,44 @@ function readConfigFile(path: string): RawSettings {
   }
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(`llmtap: config file ${path} must hold a mapping of settings`);
+  return data as Record<string, unknown>;
+}
+
+function upstreamsOf(data: Record<string, unknown>, path: string, env: Readonly<Record<string, string | undefined>>): UpstreamSpec[] | null {
+  if (data[UPSTREAMS_KEY] === undefined) return null;
+  try {
+    return parseUpstreamSpecs(data[UPSTREAMS_KEY], env);
+  } catch (err) {
+    if (err instanceof UpstreamSpecError) throw new ConfigError(`llmtap: config file ${path}: ${err.message}`);
+    throw err;
+  }
+}
+
+function readConfigFile(path: string, env: Readonly<Record<string, string | undefined>>): { raw: RawSettings; upstreams: UpstreamSpec[] | null } {
+  const data = parseFile(path);
   const raw: RawSettings = {};
   // A file may name a setting by its key (maxBodyMb), its snake_case form (max_body_mb), its flag or its env name.
   const names = new Map<string, (typeof SETTINGS)[number]>();
   for (const s of SETTINGS) {
     for (const n of [s.key, s.flag, s.flag.replace(/-/g, '_'), s.env]) names.set(n.toLowerCase(), s);
   }
-  for (const [k, v] of Object.entries(data as Record<string, unknown>)) {
+  for (const [k, v] of Object.entries(data)) {
+    if (k === UPSTREAMS_KEY) continue;
     const s = names.get(k.toLowerCase());
     if (!s) throw new ConfigError(`llmtap: config file ${path} has an unknown setting "${k}" (see llmtap --help)`);
     raw[s.key] = v;
   }
-  return raw;
+  return { raw, upstreams: upstreamsOf(data, path, env) };
+}
+
+/**
+ * The upstream list of the config file as it is now (SIGHUP reloads it). Throws ConfigError for a file that
+ * does not read, parse or validate, or that no longer has a list: the caller keeps the one it has.
+ */
+export function readUpstreams(path: string, env: Readonly<Record<string, string | undefined>>): UpstreamSpec[] {
+  const upstreams = upstreamsOf(parseFile(path), path, env);
+  if (!upstreams) throw new ConfigError(`llmtap: config file ${path} has no upstreams list any more`);
+  return upstreams;
 }
 
 function fromEnv(env: Readonly<Record<string, string | undefined>>): RawSettings {
@@ -266,8 +359,8 @@ function describeSource(s: (typeof SETTINGS)[number], layers: { name: string; ra
   return s.env;
 }
 
-function validate(layers: { name: string; raw: RawSettings }[], configFile: string | null): Config {
-  const out: Record<string, unknown> = { configFile };
+function validate(layers: { name: string; raw: RawSettings }[], configFile: string | null, upstreams: UpstreamSpec[] | null): Config {
+  const out: Record<string, unknown> = { configFile, upstreams };
   for (const s of SETTINGS) {
     const layer = layers.find((l) => l.raw[s.key] !== undefined);
     const value = layer ? layer.raw[s.key] : DEFAULTS[s.key];
@@ -288,14 +381,15 @@ export function loadConfig(sources: ConfigSources = {}): CliAction {
   if (cli.help) return { kind: 'help', text: helpText() };
   if (cli.version) return { kind: 'version' };
   const configFile = cli.configFile ?? env[CONFIG_FILE.env] ?? null;
-  const file = configFile ? readConfigFile(configFile) : {};
+  const file = configFile ? readConfigFile(configFile, env) : { raw: {}, upstreams: null };
   const layers = [
     { name: 'overrides', raw: sources.overrides ?? {} },
     { name: 'cli', raw: cli.raw },
     { name: 'env', raw: fromEnv(env) },
-    { name: 'file', raw: file },
+    { name: 'file', raw: file.raw },
   ];
-  return { kind: 'run', config: validate(layers, configFile || null) };
+  const upstreams = sources.upstreams ?? file.upstreams;
+  return { kind: 'run', config: validate(layers, configFile || null, upstreams) };
 }
 
 /** A Config from defaults plus the given values: for tests and embedding. Throws ConfigError on a bad value. */
@@ -309,7 +403,7 @@ export function helpText(): string {
   const rows = SETTINGS.map((s) => {
     const flag = s.kind === 'switch' ? `--${s.flag} / --no-${s.flag}` : `--${s.flag} <${s.kind}>`;
     const def = DEFAULTS[s.key];
-    const shownDefault = typeof def === 'boolean' ? (def ? 'on' : 'off') : def === '' || (Array.isArray(def) && def.length === 0) ? 'none' : String(def);
+    const shownDefault = typeof def === 'boolean' ? (def ? 'on' : 'off') : def === '' || def === null || (Array.isArray(def) && def.length === 0) ? 'none' : String(def);
     return `  ${flag.padEnd(34)} ${s.env.padEnd(28)} default ${shownDefault}\n      ${s.help}`;
   });
   return [
@@ -321,7 +415,7 @@ export function helpText(): string {
     `(--config <file> or ${CONFIG_FILE.env}); precedence: flag > environment > file > default.`,
     '',
     ...rows,
-    `  ${'--config <file>'.padEnd(34)} ${CONFIG_FILE.env.padEnd(28)} default none\n      YAML or JSON file of settings (keys like port or max_body_mb)`,
+    `  ${'--config <file>'.padEnd(34)} ${CONFIG_FILE.env.padEnd(28)} default none\n      YAML or JSON file of settings (keys like port or max_body_mb)\n      and of several upstreams (an upstreams: list; see README "Several upstreams"; SIGHUP reloads it)`,
     `  ${'--help, --version'.padEnd(34)}`,
     '',
   ].join('\n');

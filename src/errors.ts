@@ -8,6 +8,14 @@ export type ErrorCode =
   | 'LLMTAP_CLIENT_ABORTED'
   | 'LLMTAP_BODY_TOO_LARGE'
   | 'LLMTAP_NOT_PROXIED'
+  | 'LLMTAP_BAD_JSON'
+  | 'LLMTAP_MODEL_MISSING'
+  | 'LLMTAP_UNKNOWN_MODEL'
+  | 'LLMTAP_NO_UPSTREAM'
+  | 'LLMTAP_NO_HEALTHY_UPSTREAM'
+  | 'LLMTAP_QUEUE_FULL'
+  | 'LLMTAP_QUEUE_TIMEOUT'
+  | 'LLMTAP_RATE_LIMITED'
   | 'LLMTAP_INTERNAL';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -18,6 +26,14 @@ const STATUS: Record<ErrorCode, number> = {
   LLMTAP_CLIENT_ABORTED: 499,
   LLMTAP_BODY_TOO_LARGE: 413,
   LLMTAP_NOT_PROXIED: 404,
+  LLMTAP_BAD_JSON: 400,
+  LLMTAP_MODEL_MISSING: 400,
+  LLMTAP_UNKNOWN_MODEL: 404,
+  LLMTAP_NO_UPSTREAM: 404,
+  LLMTAP_NO_HEALTHY_UPSTREAM: 503,
+  LLMTAP_QUEUE_FULL: 503,
+  LLMTAP_QUEUE_TIMEOUT: 503,
+  LLMTAP_RATE_LIMITED: 429,
   LLMTAP_INTERNAL: 500,
 };
 
@@ -26,13 +42,16 @@ export class LlmtapError extends Error {
   readonly status: number;
   /** messages of our own making name upstreams and settings, never secrets, so clients may see them */
   readonly expose: boolean;
+  /** sent as Retry-After (seconds) when the client should come back later (429, 503) */
+  readonly retryAfterS: number | null;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; expose?: boolean }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; expose?: boolean; retryAfterS?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'LlmtapError';
     this.code = code;
     this.status = STATUS[code];
     this.expose = options?.expose ?? code !== 'LLMTAP_INTERNAL';
+    this.retryAfterS = options?.retryAfterS ?? null;
   }
 }
 

@@ -4,6 +4,7 @@ import type { Config } from './config.ts';
 import type { ExchangeBus, ExchangeTap } from './exchange/bus.ts';
 import type { RequestTracer } from './exchange/tracing.ts';
 import type { Logger } from './log.ts';
+import type { UpstreamPool } from './upstreams/pool.ts';
 
 export interface FeatureContext {
   config: Config;
@@ -13,6 +14,10 @@ export interface FeatureContext {
   env: Readonly<Record<string, string | undefined>>;
   /** exchanges in flight right now */
   inFlight(): number;
+  /** several upstreams (config file `upstreams:`): their state for /health, diagnostics and gauges; null otherwise */
+  upstreams: UpstreamPool | null;
+  /** requests refused by LLMTAP_RATE_LIMIT since start */
+  rateLimited(): number;
 }
 
 export interface Feature {

@@ -40,10 +40,16 @@ try {
   fatal(err instanceof ConfigError ? err.message : `llmtap: failed to start: ${(err as Error).message}`);
 }
 
-logger.info(
-  { url: proxy.url, openai: config.openaiUrl, anthropic: config.anthropicUrl, ollama: config.ollamaUrl, version: version() },
-  `llmtap ${version()} listening on ${proxy.url} (openai → ${config.openaiUrl}, anthropic → ${config.anthropicUrl}, ollama → ${config.ollamaUrl})`,
-);
+if (proxy.upstreams) {
+  logger.info({ url: proxy.url, upstreams: proxy.upstreams.status().map((u) => u.name), version: version() }, `llmtap ${version()} listening on ${proxy.url} (routing by model over ${proxy.upstreams.status().length} upstreams; SIGHUP reloads ${config.configFile})`);
+} else {
+  logger.info(
+    { url: proxy.url, openai: config.openaiUrl, anthropic: config.anthropicUrl, ollama: config.ollamaUrl, version: version() },
+    `llmtap ${version()} listening on ${proxy.url} (openai → ${config.openaiUrl}, anthropic → ${config.anthropicUrl}, ollama → ${config.ollamaUrl})`,
+  );
+}
+// SIGHUP: the upstream list is read again; in-flight requests keep the upstream they have.
+process.on('SIGHUP', () => void proxy.reloadUpstreams());
 
 let stopping = false;
 const stop = (signal: NodeJS.Signals): void => {

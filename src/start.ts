@@ -3,13 +3,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 import { createApp } from './app.ts';
-import { ConfigError, type Config } from './config.ts';
+import { ConfigError, readUpstreams, type Config } from './config.ts';
 import { createExchangeBus, type ExchangeBus } from './exchange/bus.ts';
 import { logTap } from './exchange/log-tap.ts';
 import { createLogger, type JsonLineWriter, type Logger } from './log.ts';
 import { createRouter } from './proxy/route.ts';
 import type { Feature, FeatureFactory } from './features.ts';
 import { loadTokenCounter } from './tokens/estimate.ts';
+import { createRateLimiter } from './limits/rate-limit.ts';
+import { createUpstreamPool, type UpstreamPool } from './upstreams/pool.ts';
 
 export interface RunningLlmtap {
   /** http://host:port of the proxy */
@@ -19,6 +21,10 @@ export interface RunningLlmtap {
   bus: ExchangeBus;
   /** exchanges in flight right now */
   inFlight(): number;
+  /** several upstreams: their state right now; null with the single upstream per dialect */
+  upstreams: UpstreamPool | null;
+  /** SIGHUP: reads the config file's upstream list again; a bad file is refused and the current list kept */
+  reloadUpstreams(): Promise<{ ok: boolean; message: string }>;
   /** graceful: stop accepting, let in-flight exchanges finish up to shutdownGraceMs, close subscribers */
   close(): Promise<void>;
 }
@@ -46,7 +52,15 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
 
   const inflight = new Set<Promise<unknown>>();
   const features: Feature[] = [];
-  const ctx = { config, log, bus, env: opts.env ?? {}, inFlight: () => inflight.size };
+  const pool = config.upstreams ? startPool(config, log) : null;
+  const rateLimiter = config.rateLimit ? createRateLimiter(config.rateLimit) : null;
+  const ctx = { config, log, bus, env: opts.env ?? {}, inFlight: () => inflight.size, upstreams: pool, rateLimited: () => rateLimiter?.limited() ?? 0 };
+  if (pool) {
+    // Discovered models must be known before the first request is routed; a silent upstream does not hold start-up.
+    await Promise.race([pool.probeAll(), sleep(5500)]);
+    const st = pool.status();
+    log.info({ upstreams: st.map((u) => ({ name: u.name, dialect: u.dialect, status: u.status, models: u.models.length })) }, `routing over ${st.length} upstreams (${config.routingStrategy}): ${st.map((u) => `${u.name} ${u.status}, ${u.models.length} model(s) ${u.modelsSource}`).join('; ')}`);
+  }
   try {
     for (const start of opts.features ?? []) {
       const f = await start(ctx);
@@ -55,6 +69,7 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
       for (const tap of f.taps ?? []) bus.subscribe(tap);
     }
   } catch (err) {
+    pool?.close();
     await Promise.allSettled(features.map((f) => f.close?.()));
     throw err;
   }
@@ -75,7 +90,9 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
     inflight,
     tracer,
     routes: features.flatMap((f) => f.routes ?? []),
-    route: createRouter(config),
+    route: createRouter(config, pool !== null),
+    pool,
+    rateLimiter,
     onInternalError(err, where) {
       internalErrors++;
       log.error({ err, exchange: where.id, url: where.url, count: internalErrors }, `llmtap internal error on ${where.url}: ${(err as Error)?.message ?? String(err)}`);
@@ -86,6 +103,7 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
   // LLM calls can take minutes: Node's 5-minute whole-request timeout would cut long generations.
   server.requestTimeout = 0;
   await listen(server, config).catch(async (err: unknown) => {
+    pool?.close();
     await Promise.allSettled(features.map((f) => f.close?.()));
     throw err;
   });
@@ -107,6 +125,7 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
         await Promise.race([Promise.allSettled([...inflight]), sleep(1000)]);
       }
       server.closeAllConnections();
+      pool?.close();
       await bus.close();
       for (const f of features) {
         try {
@@ -126,8 +145,36 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
     config,
     bus,
     inFlight: () => inflight.size,
+    upstreams: pool,
+    reloadUpstreams: async () => {
+      const file = config.configFile;
+      if (!pool || !file) return { ok: false, message: 'nothing to reload: llmtap was not started with an upstreams list in a config file' };
+      try {
+        const specs = readUpstreams(file, opts.env ?? {});
+        pool.update(specs);
+        await Promise.race([pool.probeAll(), sleep(5500)]);
+        const message = `upstreams reloaded from ${file}: ${pool.status().map((u) => `${u.name} (${u.dialect}, ${u.status})`).join(', ')}`;
+        log.info(message);
+        return { ok: true, message };
+      } catch (err) {
+        const message = `${(err as Error).message.replace(/^llmtap: /, '')}; kept the previous upstreams`;
+        log.error(`upstream reload refused: ${message}`);
+        return { ok: false, message };
+      }
+    },
     close,
   };
+}
+
+function startPool(config: Config, log: Logger): UpstreamPool {
+  return createUpstreamPool(config.upstreams ?? [], {
+    strategy: config.routingStrategy,
+    queueTimeoutMs: config.queueTimeoutMs,
+    queueMax: config.queueMax,
+    healthIntervalMs: config.healthIntervalMs,
+    modelsTtlMs: config.modelsTtlMs,
+    breaker: { failures: config.breakerFailures, cooldownMs: config.breakerCooldownMs, successes: config.breakerSuccesses },
+  }, log);
 }
 
 function listen(server: http.Server, config: Config): Promise<void> {

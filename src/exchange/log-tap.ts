@@ -9,7 +9,11 @@ const tenth = (v: number | null): number | null => (v === null ? null : Math.rou
 
 export function exchangeLine(r: ExchangeRecord): string {
   const tokens = r.usage.input === null && r.usage.output === null ? '-' : `${r.usage.input ?? '-'}/${r.usage.output ?? '-'}${r.usage.source === 'estimated' ? '~' : ''}`;
-  return `${r.method} ${r.url} ${r.model} ${r.status ?? '-'} ${r.outcome} ttft=${ms(r.timings.ttft)} dur=${ms(r.timings.duration)} tokens=${tokens}`;
+  const line = `${r.method} ${r.url} ${r.model} ${r.status ?? '-'} ${r.outcome} ttft=${ms(r.timings.ttft)} dur=${ms(r.timings.duration)} tokens=${tokens}`;
+  // Several upstreams: which one answered, and which failed before it.
+  if (r.failover === undefined && r.queuedMs === undefined) return line;
+  const via = r.failover?.length ? ` via=${r.upstream.name} after ${r.failover.map((f) => `${f.upstream} (${f.status ?? f.outcome})`).join(', ')}` : ` via=${r.upstream.name}`;
+  return `${line}${via}${r.queuedMs ? ` queued=${ms(r.queuedMs)}` : ''}`;
 }
 
 /** The structured fields of an exchange's log line. */
@@ -28,6 +32,8 @@ export function exchangeFields(r: ExchangeRecord) {
     output_tokens: r.usage.output,
     usage_source: r.usage.source,
     error: r.errorMessage ?? undefined,
+    upstream: r.failover !== undefined || r.queuedMs !== undefined ? r.upstream.name : undefined,
+    failover_from: r.failover?.map((f) => f.upstream),
   };
 }
 
@@ -38,7 +44,9 @@ function fieldsJson(r: ExchangeRecord): string {
     `"id":${s(r.id)},"method":${s(r.method)},"path":${s(r.url)},"dialect":"${r.dialect}","model":${s(r.model)},` +
     `"status":${r.status},"outcome":"${r.outcome}","ttft_ms":${tenth(r.timings.ttft)},"duration_ms":${tenth(r.timings.duration)},` +
     `"input_tokens":${r.usage.input},"output_tokens":${r.usage.output},"usage_source":"${r.usage.source}"` +
-    (r.errorMessage ? `,"error":${s(r.errorMessage)}` : '')
+    (r.errorMessage ? `,"error":${s(r.errorMessage)}` : '') +
+    (r.failover !== undefined || r.queuedMs !== undefined ? `,"upstream":${s(r.upstream.name)}` : '') +
+    (r.failover ? `,"failover_from":${s(r.failover.map((f) => f.upstream))}` : '')
   );
 }
 

@@ -14,6 +14,11 @@ export type Operation = 'chat' | 'text_completion' | 'embeddings' | null;
  * - client_aborted: the client went away first; the upstream request was aborted.
  * - body_too_large: the client body passed LLMTAP_MAX_BODY_MB; the client got a 413.
  * - proxy_error: llmtap itself failed (a bug); the client got a 500.
+ * With several upstreams (config file `upstreams:`), llmtap may answer a request itself, without an upstream call:
+ * - rate_limited: the client passed LLMTAP_RATE_LIMIT; 429.
+ * - bad_request: no model, or JSON that does not parse, where the model picks the upstream; 400.
+ * - no_upstream: no upstream serves the model (404) or every one serving it is down (503).
+ * - overloaded: every upstream serving it is at max_concurrent and its wait queue is full or the wait timed out; 503.
  */
 export type Outcome =
   | 'ok'
@@ -23,7 +28,21 @@ export type Outcome =
   | 'upstream_aborted'
   | 'client_aborted'
   | 'body_too_large'
-  | 'proxy_error';
+  | 'proxy_error'
+  | 'rate_limited'
+  | 'bad_request'
+  | 'no_upstream'
+  | 'overloaded';
+
+/** An upstream that failed before the client got a byte, after which llmtap tried another one. */
+export interface FailedAttempt {
+  upstream: string;
+  url: string;
+  outcome: Outcome;
+  /** the upstream's status when it answered with a 5xx */
+  status: number | null;
+  error: string;
+}
 
 export type UsageSource = 'reported' | 'estimated' | 'none';
 
@@ -113,4 +132,8 @@ export interface ExchangeRecord {
   usageInjected: boolean;
   /** things the observer skipped (oversized or malformed lines), bounded in number */
   notes: string[];
+  /** with several upstreams: the upstreams tried first, in order, when llmtap failed over (absent otherwise) */
+  failover?: FailedAttempt[];
+  /** with several upstreams: ms the request waited for a slot at its upstream's max_concurrent (absent otherwise) */
+  queuedMs?: number;
 }

@@ -11,6 +11,7 @@ export function sendError(res: ServerResponse, dialect: Dialect, err: LlmtapErro
     'content-length': Buffer.byteLength(body),
     'x-llmtap-error': err.code,
   };
+  if (err.retryAfterS !== null) headers['retry-after'] = String(err.retryAfterS);
   // An unread request body would otherwise be parsed as the next request on this connection.
   if (opts.closeConnection) headers.connection = 'close';
   res.writeHead(err.status, headers);

@@ -25,6 +25,8 @@ export interface RelayRequest {
   stream: boolean;
   rewrite: BodyRewrite | null;
   res: ServerResponse;
+  /** another upstream could take the request: a failure before any byte reached the client is handed back, not answered */
+  retryable: boolean;
 }
 
 export interface RelaySettings {
@@ -48,6 +50,8 @@ export interface RelayResult {
   bytesOut: number;
   /** ms spent in llmtap's own handlers during the relay */
   overhead: number;
+  /** the upstream failed before the client got anything and the request may go elsewhere (RelayRequest.retryable) */
+  retry: boolean;
 }
 
 type Decoder = zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress;
@@ -105,6 +109,7 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
   bytesIn = 0;
   bytesOut = 0;
   overhead = 0;
+  retry = false;
 
   /** set once the exchange has ended one way or another (outcome then holds it); until then outcome is a placeholder */
   private ended = false;
@@ -209,6 +214,12 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
     this.errorType = err.code;
     this.errorMessage = err.message;
     const res = this.rq.res;
+    if (this.rq.retryable && !res.headersSent) {
+      // Nothing reached the client: the exchange goes on with another upstream.
+      this.retry = true;
+      this.settle();
+      return;
+    }
     if (!res.headersSent && !res.writableEnded) {
       this.status = err.status;
       sendError(res, this.rq.dialect, err);
@@ -275,6 +286,13 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
     this.headAt = t;
     this.lastActivity = t;
     this.status = statusCode;
+    if (statusCode >= 500 && rq.retryable) {
+      // A failing upstream's error page is not relayed while another upstream could still answer.
+      this.fail('ok', new LlmtapError('LLMTAP_UPSTREAM_ABORTED', `upstream ${this.upstreamName()} answered ${statusCode}`));
+      this.errorType = String(statusCode);
+      c.abort(new LlmtapError('LLMTAP_UPSTREAM_ABORTED', 'failing over to another upstream'));
+      return;
+    }
     const contentType = String(headers['content-type'] ?? '');
     const rawEncoding = headers['content-encoding'];
     const encoding = rawEncoding === undefined ? '' : String(rawEncoding).trim().toLowerCase();

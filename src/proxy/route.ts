@@ -29,12 +29,30 @@ export function upstreamOf(name: string, url: string): Upstream {
   return { name, url, origin: u.origin, basePath: u.pathname.replace(/\/+$/, '') };
 }
 
-export function createRouter(config: Config): (url: string) => Route | null {
-  const upstreams: Record<DialectName, Upstream> = {
-    openai: upstreamOf('openai', config.openaiUrl),
-    anthropic: upstreamOf('anthropic', config.anthropicUrl),
-    ollama: upstreamOf('ollama', config.ollamaUrl),
-  };
+/** The route of a request to another upstream (several upstreams: the one picked for it). */
+export function routeTo(route: Route, upstream: Upstream, url: string): Route {
+  return { dialect: route.dialect, upstream, upstreamPath: upstreamPathFor(upstream, url, route.path), path: route.path };
+}
+
+function upstreamPathFor(upstream: Upstream, url: string, path: string): string {
+  // A configured URL that already ends in /v1 (as vLLM users write it) must not get a second /v1.
+  const first = path.slice(0, path.indexOf('/', 1));
+  const base = upstream.basePath.endsWith(first) ? upstream.basePath.slice(0, -first.length) : upstream.basePath;
+  return base + url;
+}
+
+/** Until one is picked for it, a request to several upstreams names none. */
+export const UNCHOSEN: Upstream = Object.freeze({ name: '-', url: '', origin: '', basePath: '' });
+
+/** Maps a client URL to its dialect and upstream; with several upstreams (pooled) the upstream is picked later. */
+export function createRouter(config: Config, pooled = false): (url: string) => Route | null {
+  const upstreams: Record<DialectName, Upstream> = pooled
+    ? { openai: UNCHOSEN, anthropic: UNCHOSEN, ollama: UNCHOSEN }
+    : {
+        openai: upstreamOf('openai', config.openaiUrl),
+        anthropic: upstreamOf('anthropic', config.anthropicUrl),
+        ollama: upstreamOf('ollama', config.ollamaUrl),
+      };
   return (url) => {
     const q = url.indexOf('?');
     const path = q === -1 ? url : url.slice(0, q);
@@ -44,9 +62,6 @@ export function createRouter(config: Config): (url: string) => Route | null {
     else if (path.startsWith('/api/') && !OWN_API_PATHS.has(path)) dialect = 'ollama';
     else return null;
     const upstream = upstreams[dialect];
-    // A configured URL that already ends in /v1 (as vLLM users write it) must not get a second /v1.
-    const first = path.slice(0, path.indexOf('/', 1));
-    const base = upstream.basePath.endsWith(first) ? upstream.basePath.slice(0, -first.length) : upstream.basePath;
-    return { dialect, upstream, upstreamPath: base + url, path };
+    return { dialect, upstream, upstreamPath: upstreamPathFor(upstream, url, path), path };
   };
 }

@@ -65,7 +65,7 @@ export async function startTelemetryFeature(ctx: FeatureContext, extras: Telemet
   if (settings.disabled || (telemetryOff(settings) && !hasExtras)) return null;
 
   const forwarded = new Map<string, number>();
-  const host = hostCounters(ctx.config.metricsMaxModels);
+  const host = hostCounters(ctx.config.metricsMaxModels, ctx);
   let t: Telemetry;
   try {
     t = await startTelemetry(settings, {

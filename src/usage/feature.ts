@@ -70,6 +70,7 @@ export function createUsageFeature(opts: UsageFeatureOptions = {}): FeatureFacto
       inFlight: ctx.inFlight,
       timeoutMs: opts.healthTimeoutMs,
       ttlMs: opts.healthTtlMs,
+      pool: ctx.upstreams,
     });
     // /health belongs to llmtap, not to the store: it answers with the usage store off too.
     if (!config.usage) return { name: 'health', routes: [healthOnly(health)] };
@@ -148,7 +149,7 @@ export function createUsageFeature(opts: UsageFeatureOptions = {}): FeatureFacto
     return {
       name: 'usage',
       taps: [activity.tap, storeTap],
-      routes: [usageRoutes({ store, activity, live, health, bus, adminToken: config.adminToken, version: version(), inFlight: ctx.inFlight, failures: () => failures })],
+      routes: [usageRoutes({ store, activity, live, health, bus, adminToken: config.adminToken, version: version(), inFlight: ctx.inFlight, failures: () => failures, upstreams: ctx.upstreams, rateLimited: ctx.rateLimited })],
       async close() {
         live.close();
         await store.close();

@@ -2,6 +2,7 @@
 import { performance } from 'node:perf_hooks';
 import { request } from 'undici';
 import { describeCause } from '../errors.ts';
+import type { UpstreamPool, UpstreamStatus } from '../upstreams/pool.ts';
 import { publicUrl } from './record.ts';
 
 export interface UpstreamTarget {
@@ -12,6 +13,12 @@ export interface UpstreamTarget {
 export interface UpstreamHealth {
   url: string;
   status: 'ok' | 'down';
+  /** several upstreams: the routing state (breaker, load, models) */
+  dialect?: string;
+  breaker?: UpstreamStatus['breaker'];
+  inFlight?: number;
+  queued?: number;
+  models?: readonly string[];
   /** the HTTP status the probe got (any answer means reachable) */
   httpStatus?: number;
   latencyMs?: number;
@@ -32,6 +39,25 @@ export interface HealthOptions {
   inFlight(): number;
   timeoutMs?: number;
   ttlMs?: number;
+  /** several upstreams: their state comes from the pool's own probes and breakers */
+  pool?: UpstreamPool | null;
+}
+
+/** /health's view of a pooled upstream. */
+function fromPool(u: UpstreamStatus): UpstreamHealth {
+  return {
+    url: publicUrl(u.url),
+    status: u.status === 'up' ? 'ok' : 'down',
+    dialect: u.dialect,
+    breaker: u.breaker,
+    inFlight: u.inFlight,
+    queued: u.queued,
+    models: u.models,
+    ...(u.lastProbe?.httpStatus != null ? { httpStatus: u.lastProbe.httpStatus } : {}),
+    ...(u.lastProbe?.latencyMs != null ? { latencyMs: u.lastProbe.latencyMs } : {}),
+    ...(u.error !== null ? { error: u.error } : {}),
+    checkedAt: u.lastProbe?.at ?? new Date().toISOString(),
+  };
 }
 
 async function probe(url: string, timeoutMs: number): Promise<Omit<UpstreamHealth, 'checkedAt'>> {
@@ -49,7 +75,7 @@ async function probe(url: string, timeoutMs: number): Promise<Omit<UpstreamHealt
   }
 }
 
-export function createHealth(opts: HealthOptions): { check(only?: string): Promise<{ healthy: boolean; report: HealthReport }>; names: string[] } {
+export function createHealth(opts: HealthOptions): { check(only?: string): Promise<{ healthy: boolean; report: HealthReport }>; readonly names: string[] } {
   const timeoutMs = opts.timeoutMs ?? 2000;
   const ttlMs = opts.ttlMs ?? 5000;
   const started = Date.now();
@@ -64,26 +90,37 @@ export function createHealth(opts: HealthOptions): { check(only?: string): Promi
     return result;
   };
 
-  return {
-    names: opts.upstreams.map((u) => u.name),
-    async check(only) {
-      const targets = only === undefined ? opts.upstreams : opts.upstreams.filter((u) => u.name === only);
-      const results = await Promise.all(targets.map(async (u) => [u.name, await probeCached(u.url)] as const));
-      const upstreams = Object.fromEntries(results);
-      const down = results.filter(([, h]) => h.status === 'down');
-      const healthy = down.length === 0;
-      const message = healthy
-        ? `llmtap is up; ${results.length === 1 ? 'its upstream answers' : `all ${results.length} upstreams answer`}`
+  const pool = opts.pool ?? null;
+  const verdict = (results: ReadonlyArray<readonly [string, UpstreamHealth]>): { healthy: boolean; report: HealthReport } => {
+    const down = results.filter(([, h]) => h.status === 'down');
+    const healthy = down.length === 0;
+    const message = healthy
+      ? `llmtap is up; ${results.length === 1 ? 'its upstream answers' : `all ${results.length} upstreams answer`}`
+      : pool
+        ? `upstream ${down.map(([name, h]) => `${name} (${h.url}) is down: ${h.error}`).join('; upstream ')}`
         : `upstream ${down.map(([name, h]) => `${name} (${h.url}) is unreachable: ${h.error}`).join('; upstream ')}`;
-      return {
-        healthy,
-        report: {
-          status: healthy ? 'ok' : 'degraded',
-          message,
-          llmtap: { status: 'ok', version: opts.version, uptimeS: Math.round((Date.now() - started) / 1000), inFlight: opts.inFlight() },
-          upstreams,
-        },
-      };
+    return {
+      healthy,
+      report: {
+        status: healthy ? 'ok' : 'degraded',
+        message,
+        llmtap: { status: 'ok', version: opts.version, uptimeS: Math.round((Date.now() - started) / 1000), inFlight: opts.inFlight() },
+        upstreams: Object.fromEntries(results),
+      },
+    };
+  };
+
+  return {
+    get names() {
+      return pool ? pool.status().map((u) => u.name) : opts.upstreams.map((u) => u.name);
+    },
+    async check(only) {
+      if (pool) {
+        const st = pool.status().filter((u) => only === undefined || u.name === only);
+        return verdict(st.map((u) => [u.name, fromPool(u)] as const));
+      }
+      const targets = only === undefined ? opts.upstreams : opts.upstreams.filter((u) => u.name === only);
+      return verdict(await Promise.all(targets.map(async (u) => [u.name, await probeCached(u.url)] as const)));
     },
   };
 }

@@ -35,6 +35,10 @@ export interface UsageRecord {
   /** USD; null when the model has no price or no tokens were counted */
   cost: number | null;
   traceId: string | null;
+  /** several upstreams: the ones tried first and failed over from, comma-separated; null when none */
+  failoverFrom: string | null;
+  /** several upstreams: ms spent waiting for a slot at the upstream's max_concurrent; null when it did not wait */
+  queuedMs: number | null;
 }
 
 /** The fields in the order exports list them (CSV columns). */
@@ -66,6 +70,8 @@ export const USAGE_FIELDS = [
   'responseBytes',
   'cost',
   'traceId',
+  'failoverFrom',
+  'queuedMs',
 ] as const satisfies readonly (keyof UsageRecord)[];
 
 const ms = (v: number | null): number | null => (v === null ? null : Math.round(v * 10) / 10);
@@ -119,5 +125,7 @@ export function toUsageRecord(x: ExchangeRecord, cost: number | null): UsageReco
     responseBytes: x.bytes.responseOut,
     cost,
     traceId: x.traceId,
+    failoverFrom: x.failover && x.failover.length > 0 ? x.failover.map((f) => f.upstream).join(',') : null,
+    queuedMs: x.queuedMs !== undefined && x.queuedMs > 0 ? ms(x.queuedMs) : null,
   };
 }

@@ -6,6 +6,7 @@ import type { Activity } from './activity.ts';
 import { DASHBOARD_HTML } from './dashboard.ts';
 import { CONTENT_TYPES, EXPORT_FORMATS, exportStream } from './export.ts';
 import type { createHealth } from './health.ts';
+import type { UpstreamPool } from '../upstreams/pool.ts';
 import type { LiveStream } from './live.ts';
 import { BadParameter, readEnum, readInt, readQuery, readText, readTime } from './query.ts';
 import type { UsageRecord } from './record.ts';
@@ -20,6 +21,10 @@ export interface RouteDeps {
   bus: ExchangeBus;
   adminToken: string;
   version: string;
+  /** several upstreams: their routing state; null with one upstream per dialect */
+  upstreams: UpstreamPool | null;
+  /** requests refused by LLMTAP_RATE_LIMIT since start */
+  rateLimited(): number;
   inFlight(): number;
   /** counted failures of the usage feature itself (records it could not take) */
   failures(): number;
@@ -202,6 +207,8 @@ export function usageRoutes(d: RouteDeps): Middleware {
               streamClients: d.live.clients(),
             },
             active: { count: d.activity.count(), perUpstream: d.activity.perUpstream() },
+            routing: d.upstreams ? { upstreams: d.upstreams.status() } : null,
+            rateLimited: d.rateLimited(),
           };
         },
       },
@@ -211,7 +218,14 @@ export function usageRoutes(d: RouteDeps): Middleware {
       {
         params: [],
         handle(ctx) {
-          ctx.body = { at: new Date().toISOString(), count: d.activity.count(), active: d.activity.list(), perUpstream: d.activity.perUpstream() };
+          ctx.body = {
+            at: new Date().toISOString(),
+            count: d.activity.count(),
+            active: d.activity.list(),
+            perUpstream: d.activity.perUpstream(),
+            // Several upstreams: each one's slots and queue beside the connections.
+            ...(d.upstreams ? { upstreams: d.upstreams.status().map((u) => ({ name: u.name, status: u.status, breaker: u.breaker, inFlight: u.inFlight, queued: u.queued, maxConcurrent: u.maxConcurrent })) } : {}),
+          };
         },
       },
     ],

@@ -134,7 +134,7 @@ describe('the capture tap batches chunks', () => {
     const { captureFeature } = await import('../../src/capture/feature.ts');
     const { configWith } = await import('../../src/config.ts');
     const pino = (await import('pino')).default;
-    const feature = (await captureFeature({ config: configWith({ capture: true, captureDir: dir }), log: pino({ level: 'silent' }), env: {}, bus: null as never, inFlight: () => 0 })) as import('../../src/capture/feature.ts').CaptureFeature;
+    const feature = (await captureFeature({ config: configWith({ capture: true, captureDir: dir }), log: pino({ level: 'silent' }), env: {}, bus: null as never, inFlight: () => 0, upstreams: null, rateLimited: () => 0 })) as import('../../src/capture/feature.ts').CaptureFeature;
     return { feature, tap: feature.taps![0]! };
   }
   const start = (id: string) => ({ id, startedAt: new Date().toISOString(), method: 'POST', url: '/api/chat', dialect: 'ollama' as const, upstream: { name: 'ollama', url: 'http://127.0.0.1:1' }, model: 'm', stream: true, operation: 'chat' as const, requestHeaders: { authorization: 'Bearer sk-x' }, requestBody: Buffer.from('{}') });
@@ -148,18 +148,24 @@ describe('the capture tap batches chunks', () => {
     for (let i = 0; i < 5; i++) tap.onChunk!('ex-1', 'response', Buffer.from(`line ${i}\n`), 1 + i);
     tap.onChunk!('stray', 'response', Buffer.from('late'), 9);
     await feature.flush();
-    const mid = (await readAllRecords(dir)).records.map((r) => r.type);
-    assert.deepEqual(mid, ['header', 'request', 'chunks', 'response', 'chunks'], 'the exchange\'s chunks wait for its end; the stray one does not');
+    // Exchanges interleave in a file (the stray chunk may come first); each one's records are in order.
+    const of = (records: { type: string; id?: string }[], id: string) => records.filter((r) => r.id === id).map((r) => r.type);
+    const mid = (await readAllRecords(dir)).records as { type: string; id?: string }[];
+    assert.equal(mid[0]!.type, 'header');
+    assert.equal(mid.length, 5);
+    assert.deepEqual(of(mid, 'ex-1'), ['request', 'chunks', 'response'], 'the exchange\'s response chunks wait for its end');
+    assert.deepEqual(of(mid, 'stray'), ['chunks'], 'the stray chunk does not wait');
     // onEnd reads only the fields the end record copies.
     tap.onEnd!({ id: 'ex-1', startedAt: '', method: 'POST', url: '/api/chat', dialect: 'ollama', upstream: { name: 'o', url: 'u' }, operation: 'chat', model: 'm', stream: true, timings: {}, usage: {}, bytes: {}, finishReasons: [] } as never);
     await feature.close!();
     const { records } = await readAllRecords(dir);
-    assert.deepEqual(records.map((r) => r.type), ['header', 'request', 'chunks', 'response', 'chunks', 'chunks', 'end']);
-    const batch = records[5] as import('../../src/capture/format.ts').ChunksRecord;
+    assert.equal(records.length, 7);
+    assert.deepEqual(of(records as { type: string; id?: string }[], 'ex-1'), ['request', 'chunks', 'response', 'chunks', 'end']);
+    const batch = records.filter((r) => r.type === 'chunks' && r.id === 'ex-1')[1] as import('../../src/capture/format.ts').ChunksRecord;
     assert.equal(batch.id, 'ex-1');
     assert.deepEqual(batch.at, [1, 2, 3, 4, 5]);
     assert.deepEqual(batch.data!.map((d) => Buffer.from(d).toString()), [0, 1, 2, 3, 4].map((i) => `line ${i}\n`));
-    assert.deepEqual((records[4] as import('../../src/capture/format.ts').ChunksRecord).id, 'stray');
+    assert.deepEqual(of(records as { type: string; id?: string }[], 'stray'), ['chunks']);
     assert.equal(readFileSync(join(dir, readdirSync(dir)[0]!)).indexOf('sk-x'), -1);
   });
 });

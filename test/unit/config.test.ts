@@ -1,6 +1,6 @@
 // Settings: precedence of the sources, validation messages, CLI parsing and --help.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -95,6 +95,42 @@ describe('config: defaults and precedence', () => {
     assert.equal(run({ argv: [`--config=${json}`] }).port, 5555);
   });
 
+  it('a file with an upstreams list: settings beside it, each entry read with its defaults, keys from the environment', () => {
+    const f = file(
+      'routing.yaml',
+      [
+        'port: 7000',
+        'routing_strategy: weighted',
+        'rate_limit: 120/min',
+        'upstreams:',
+        '  - { name: gpu-1, dialect: ollama, url: "http://10.0.0.5:11434/", models: [llama3, "qwen*"], max_concurrent: 4, weight: 3 }',
+        '  - { name: cloud, dialect: openai, url: https://api.openai.com, api_key_env: TEST_KEY, max_queue: 0 }',
+        '',
+      ].join('\n'),
+    );
+    const c = run({ env: { LLMTAP_CONFIG: f, TEST_KEY: 'sk-from-env' } });
+    assert.equal(c.port, 7000);
+    assert.equal(c.routingStrategy, 'weighted');
+    assert.deepEqual(c.rateLimit, { requests: 120, perMs: 60_000, text: '120/min' });
+    assert.deepEqual(c.upstreams, [
+      { name: 'gpu-1', dialect: 'ollama', url: 'http://10.0.0.5:11434', models: ['llama3', 'qwen*'], apiKeyEnv: null, apiKey: null, maxConcurrent: 4, maxQueue: null, weight: 3 },
+      { name: 'cloud', dialect: 'openai', url: 'https://api.openai.com', models: null, apiKeyEnv: 'TEST_KEY', apiKey: 'sk-from-env', maxConcurrent: null, maxQueue: 0, weight: 1 },
+    ]);
+    assert.equal(run({ env: {} }).upstreams, null, 'no file: the single upstream per dialect');
+  });
+
+  it("README's \"Several upstreams\" example file is valid as printed", () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## Several upstreams'));
+    const yaml = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+    assert.ok(yaml, 'the section has a yaml block');
+    const c = run({ env: { LLMTAP_CONFIG: file('readme.yaml', yaml), OPENAI_API_KEY: 'sk-a', ANTHROPIC_API_KEY: 'sk-b' } });
+    assert.deepEqual(c.upstreams?.map((u) => `${u.name}/${u.dialect}`), ['gpu-1/ollama', 'gpu-2/ollama', 'vllm/openai', 'openai/openai', 'anthropic/anthropic']);
+    assert.equal(c.rateLimit?.text, '600/min');
+    // Without the keys in the environment, the entry that needs one is named.
+    assert.match(configError({ env: { LLMTAP_CONFIG: file('readme.yaml', yaml) } }), /upstreams\[3\] \("openai"\)\.api_key_env: the environment variable OPENAI_API_KEY is not set/);
+  });
+
   it('an empty YAML file is no settings', () => {
     assert.equal(run({ env: { LLMTAP_CONFIG: file('empty.yaml', '') } }).port, 7878);
   });
@@ -147,6 +183,16 @@ describe('config: bad values give one line naming the setting, the value and wha
     ['LLMTAP_USAGE_FILE', 'usage-file', '  ', ['file path']],
     ['LLMTAP_USAGE_FLUSH_MS', 'usage-flush-ms', '5', ['10', '3600000']],
     ['LLMTAP_USAGE_MAX_RECORDS', 'usage-max-records', '1', ['10', '10000000']],
+    ['LLMTAP_RATE_LIMIT', 'rate-limit', '60/fortnight', ['N/s', 'N/min', 'N/h']],
+    ['LLMTAP_RATE_LIMIT', 'rate-limit', '0/min', ['N/s', 'N/min', 'N/h']],
+    ['LLMTAP_ROUTING_STRATEGY', 'routing-strategy', 'random', ['least_busy', 'round_robin', 'weighted']],
+    ['LLMTAP_QUEUE_TIMEOUT_MS', 'queue-timeout-ms', '-1', ['0', '3600000']],
+    ['LLMTAP_QUEUE_MAX', 'queue-max', 'lots', ['0', '100000']],
+    ['LLMTAP_HEALTH_INTERVAL_MS', 'health-interval-ms', '10', ['100', '3600000']],
+    ['LLMTAP_BREAKER_FAILURES', 'breaker-failures', '0', ['1', '1000']],
+    ['LLMTAP_BREAKER_COOLDOWN_MS', 'breaker-cooldown-ms', '5', ['10', '3600000']],
+    ['LLMTAP_BREAKER_SUCCESSES', 'breaker-successes', '1001', ['1', '1000']],
+    ['LLMTAP_MODELS_TTL_MS', 'models-ttl-ms', '999', ['1000', '86400000']],
   ];
 
   /** Free text: any value is a valid host name to try, token or (empty = none) price file. */
@@ -223,7 +269,7 @@ describe('config: --help', () => {
       assert.ok(row, `--help lists ${s.env}`);
       assert.ok(row.includes(`--${s.flag}`), `${s.env} row names --${s.flag}`);
       const v = defaults[s.key];
-      const shown = typeof v === 'boolean' ? (v ? 'on' : 'off') : String(v);
+      const shown = typeof v === 'boolean' ? (v ? 'on' : 'off') : v === null ? 'none' : String(v);
       assert.ok(row.includes(`default ${shown}`), `${s.env} row shows default ${shown}: ${row}`);
     }
     // the documented defaults, by hand

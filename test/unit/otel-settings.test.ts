@@ -23,7 +23,7 @@ function errorOf(env: Record<string, string>): TelemetrySettingError {
 }
 
 function ctxWith(env: Record<string, string>): FeatureContext {
-  return { config: configWith({ logLevel: 'silent' }), log: pino({ level: 'silent' }), bus: createExchangeBus(() => {}), env, inFlight: () => 0 };
+  return { config: configWith({ logLevel: 'silent' }), log: pino({ level: 'silent' }), bus: createExchangeBus(() => {}), env, inFlight: () => 0, upstreams: null, rateLimited: () => 0 };
 }
 
 describe('telemetry settings', () => {

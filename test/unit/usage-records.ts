@@ -40,5 +40,7 @@ export function sampleRecord(i: number): UsageRecord {
     responseBytes: 2000 + i * 3,
     cost: m.price ? Math.round((input * m.price[0] + output * m.price[1]) * 1000) / 1e9 : null,
     traceId: null,
+    failoverFrom: null,
+    queuedMs: null,
   };
 }
