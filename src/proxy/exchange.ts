@@ -307,7 +307,29 @@ async function answerItself(x: Exchange, outcome: Outcome, err: LlmtapError, tBo
       sendError(res, x.dialect, err);
     });
   }
-  const record: ExchangeRecord = {
+  const now = performance.now();
+  const record = unansweredRecord(base, info, {
+    status: outcome === 'client_aborted' ? null : err.status,
+    outcome,
+    err,
+    duration: now - x.t0,
+    overhead: Math.max(0, now - tBody - (queuedMs ?? 0)),
+    requestIn: x.raw?.length ?? 0,
+  });
+  if (failover.length > 0) record.failover = failover;
+  if (queuedMs !== undefined) record.queuedMs = queuedMs;
+  endTrace(deps, x.trace, record);
+  deps.bus.end(record);
+  return record;
+}
+
+/** The record of an exchange no upstream answered: llmtap refused it, or it never got that far. */
+function unansweredRecord(
+  base: Base,
+  info: RequestInfo,
+  a: { status: number | null; outcome: Outcome; err: LlmtapError; duration: number; overhead: number; requestIn: number },
+): ExchangeRecord {
+  return {
     id: base.id,
     startedAt: base.startedAt,
     method: base.method,
@@ -320,24 +342,19 @@ async function answerItself(x: Exchange, outcome: Outcome, err: LlmtapError, tBo
     responseId: null,
     stream: info.stream,
     params: info.params,
-    status: outcome === 'client_aborted' ? null : err.status,
-    outcome,
-    errorType: err.code,
-    errorMessage: err.message,
+    status: a.status,
+    outcome: a.outcome,
+    errorType: a.err.code,
+    errorMessage: a.err.message,
     finishReasons: [],
     streamComplete: false,
-    timings: { ttfb: null, ttft: null, duration: performance.now() - x.t0, timePerOutputToken: null, overhead: Math.max(0, performance.now() - tBody - (queuedMs ?? 0)) },
+    timings: { ttfb: null, ttft: null, duration: a.duration, timePerOutputToken: null, overhead: a.overhead },
     usage: noUsage(),
-    bytes: { requestIn: x.raw?.length ?? 0, requestOut: 0, responseIn: 0, responseOut: 0 },
+    bytes: { requestIn: a.requestIn, requestOut: 0, responseIn: 0, responseOut: 0 },
     traceId: null,
     usageInjected: false,
     notes: [],
   };
-  if (failover.length > 0) record.failover = failover;
-  if (queuedMs !== undefined) record.queuedMs = queuedMs;
-  endTrace(deps, x.trace, record);
-  deps.bus.end(record);
-  return record;
 }
 
 function endTrace(deps: ExchangeDeps, trace: TraceHandle | null, record: ExchangeRecord): void {
@@ -428,32 +445,15 @@ async function finishEarly(
     error = new LlmtapError('LLMTAP_CLIENT_ABORTED', `the client went away while sending its request: ${describeCause(err)}`);
     res.destroy();
   }
-  const record: ExchangeRecord = {
-    id: base.id,
-    startedAt: base.startedAt,
-    method: base.method,
-    url: base.url,
-    dialect: base.dialect,
-    upstream: base.upstream,
-    operation: dialect.inspectRequest(path, undefined).operation,
-    model: 'unknown',
-    responseModel: null,
-    responseId: null,
-    stream: false,
-    params: {},
+  // No body was read: the dialect's defaults (model 'unknown', not a stream).
+  const record = unansweredRecord(base, dialect.inspectRequest(path, undefined), {
     status: outcome === 'body_too_large' ? error.status : null,
     outcome,
-    errorType: error.code,
-    errorMessage: error.message,
-    finishReasons: [],
-    streamComplete: false,
-    timings: { ttfb: null, ttft: null, duration: performance.now() - t0, timePerOutputToken: null, overhead: 0 },
-    usage: noUsage(),
-    bytes: { requestIn: Number(req.headers['content-length']) || 0, requestOut: 0, responseIn: 0, responseOut: 0 },
-    traceId: null,
-    usageInjected: false,
-    notes: [],
-  };
+    err: error,
+    duration: performance.now() - t0,
+    overhead: 0,
+    requestIn: Number(req.headers['content-length']) || 0,
+  });
   endTrace(deps, trace, record);
   deps.bus.end(record);
   return record;
