@@ -11,6 +11,7 @@ import { createRouter } from './proxy/route.ts';
 import type { Feature, FeatureFactory } from './features.ts';
 import { loadTokenCounter } from './tokens/estimate.ts';
 import { createRateLimiter } from './limits/rate-limit.ts';
+import { modelListRoute } from './upstreams/models-route.ts';
 import { createUpstreamPool, type UpstreamPool } from './upstreams/pool.ts';
 
 export interface RunningLlmtap {
@@ -89,7 +90,8 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
     log,
     inflight,
     tracer,
-    routes: features.flatMap((f) => f.routes ?? []),
+    // Several upstreams: the model lists are the union of theirs, answered by llmtap.
+    routes: [...features.flatMap((f) => f.routes ?? []), ...(pool ? [modelListRoute(pool)] : [])],
     route: createRouter(config, pool !== null),
     pool,
     rateLimiter,

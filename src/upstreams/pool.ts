@@ -82,6 +82,7 @@ export interface UpstreamStatus {
   maxConcurrent: number | null;
   maxQueue: number;
   weight: number;
+  /** the first MAX_MODELS_SHOWN models, for status pages */
   models: readonly string[];
   modelsSource: 'configured' | 'discovered' | 'unknown';
   lastProbe: ProbeResult | null;
@@ -97,6 +98,8 @@ export interface UpstreamPool {
   hasAlternative(dialect: DialectName, model: string | null, exclude: ReadonlySet<string>): boolean;
   /** every member's state, for /health, /v1/diagnostics and the gauges */
   status(): UpstreamStatus[];
+  /** every model name the upstreams of a dialect list (globs left out), with the upstreams serving it */
+  listedModels(dialect: DialectName): Map<string, string[]>;
   /** the gauge value of each breaker state */
   readonly breakerGauge: Readonly<Record<BreakerState, number>>;
   /** probes every member once (at start, after a reload); resolves when all answered or timed out */
@@ -365,6 +368,19 @@ export function createUpstreamPool(specs: readonly UpstreamSpec[], settings: Poo
       return members.some((m) => !exclude.has(m.name) && serves(m, dialect, model) && breakerAllows(m.breaker, bs, now));
     },
     breakerGauge: BREAKER_GAUGE,
+    listedModels(dialect) {
+      const out = new Map<string, string[]>();
+      for (const m of members) {
+        if (m.spec.dialect !== dialect || !m.matcher) continue;
+        for (const name of m.matcher.names) {
+          if (name.includes('*')) continue;
+          const by = out.get(name);
+          if (by) by.push(m.name);
+          else out.set(name, [m.name]);
+        }
+      }
+      return out;
+    },
     status() {
       const now = performance.now();
       return members.map((m): UpstreamStatus => {
