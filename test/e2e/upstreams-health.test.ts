@@ -1,7 +1,7 @@
 // End to end: three upstreams serving one model, one killed and brought back — its breaker, /health, /metrics and /v1/diagnostics follow, and traffic moves away and back.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLlmtap, type RunningLlmtap } from '../../src/start.ts';
@@ -93,6 +93,13 @@ describe('one of three upstreams dies and comes back', () => {
     for (const n of ['a', 'b', 'c']) {
       assert.equal(upstreamGauge(text, 'llmtap_upstream_up', n), 1, `${n} up`);
       assert.equal(upstreamGauge(text, 'llmtap_upstream_breaker_state', n), 0, `${n} breaker closed`);
+    }
+    // otel/alerts.yml's routing alerts and the dashboard's upstream panels name gauges that exist only with several upstreams: this scrape has them.
+    for (const file of ['alerts.yml', 'grafana/dashboards/llmtap.json']) {
+      const examples = readFileSync(new URL(`../../otel/${file}`, import.meta.url), 'utf8');
+      const used = [...new Set(examples.match(/\bllmtap_upstream_[a-z_]+/g) ?? [])];
+      assert.ok(used.length >= 2, `${file} uses the upstream gauges (${used.join(', ')})`);
+      for (const name of used) assert.match(text, new RegExp(`^${name}\\{`, 'm'), `${name} (used in otel/${file}) is in the scrape`);
     }
   });
 
