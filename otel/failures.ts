@@ -70,12 +70,21 @@ const BACKOFF = { firstMs: 1000, maxMs: 30_000 } as const;
  * callback always gets a result. Skipping matters: a backend that refuses at once would otherwise have every batch
  * serialized and sent in a tight loop, and that CPU is taken from proxying.
  */
-function createGuard(fail: (error: unknown) => void): (run: (done: Done) => void, done: Done) => void {
+interface Guard {
+  (run: (done: Done) => void, done: Done): void;
+  /** the backend failed recently: an export now would be skipped */
+  paused(): boolean;
+}
+
+const skippedError = (): Error => new Error('export skipped: the backend failed recently');
+
+function createGuard(fail: (error: unknown) => void): Guard {
   let retryAt = 0;
   let backoffMs: number = BACKOFF.firstMs;
-  return (run, done) => {
-    if (retryAt !== 0 && Date.now() < retryAt) {
-      const skipped = new Error('export skipped: the backend failed recently');
+  const paused = (): boolean => retryAt !== 0 && Date.now() < retryAt;
+  const guard: Guard = (run, done) => {
+    if (paused()) {
+      const skipped = skippedError();
       fail(skipped);
       done({ code: FAILED, error: skipped });
       return;
@@ -104,6 +113,8 @@ function createGuard(fail: (error: unknown) => void): (run: (done: Done) => void
       finish({ code: FAILED, error: err instanceof Error ? err : new Error(String(err)) });
     }
   };
+  guard.paused = paused;
+  return guard;
 }
 
 export function guardSpanExporter(inner: SpanExporter, name: string, endpoint: string, tracker: FailureTracker): SpanExporter {
@@ -133,8 +144,25 @@ export function guardMetricExporter(inner: PushMetricExporter, name: string, end
   return guarded;
 }
 
-/** The same guard for llmtap's own OTLP span exporter (otlp-trace-exporter.ts), which calls back with an error or null. */
-export function guardSpanSend<T>(send: (items: T, done: (error: Error | null) => void) => void, name: string, endpoint: string, tracker: FailureTracker): (items: T, done: () => void) => void {
-  const guarded = createGuard((error) => tracker.report('traces', name, endpoint, error));
-  return (items, done) => guarded((d) => send(items, (error) => d(error ? { code: FAILED, error } : { code: 0 })), () => done());
+/** The guard for llmtap's own OTLP span exporter (otlp-trace-exporter.ts), whose queue asks it before encoding. */
+export interface GuardedSpanSend<T> {
+  /** sends unless the backend failed recently (then counts a skip); calls back when done either way */
+  send(items: T, done: () => void): void;
+  /** the backend failed recently: spans ending now would only be skipped, so they are not encoded */
+  paused(): boolean;
+  /** counts a batch's worth of spans dropped unencoded while paused, as send() counts a skipped batch */
+  skipped(): void;
+  /** a batch that could not be built (an encoding error) */
+  failed(error: unknown): void;
+}
+
+export function guardSpanSend<T>(send: (items: T, done: (error: Error | null) => void) => void, name: string, endpoint: string, tracker: FailureTracker): GuardedSpanSend<T> {
+  const fail = (error: unknown) => tracker.report('traces', name, endpoint, error);
+  const guarded = createGuard(fail);
+  return {
+    send: (items, done) => guarded((d) => send(items, (error) => d(error ? { code: FAILED, error } : { code: 0 })), () => done()),
+    paused: guarded.paused,
+    skipped: () => fail(skippedError()),
+    failed: fail,
+  };
 }

@@ -115,7 +115,26 @@ export function createExchangeMetrics(opts: { maxModels: number; resource: Resou
   const startTime = hrNow();
   let overflow: Series | null = null;
 
+  // Consecutive exchanges mostly share their attributes: the last one's series is found without building a key.
+  let last: { x: TelemetryExchange; s: Series } | null = null;
+  const sameSeries = (a: TelemetryExchange, b: TelemetryExchange): boolean =>
+    a.dialect === b.dialect &&
+    a.upstream.name === b.upstream.name &&
+    a.upstream.url === b.upstream.url &&
+    a.operation === b.operation &&
+    a.model === b.model &&
+    a.responseModel === b.responseModel &&
+    a.errorType === b.errorType;
+
   const seriesFor = (x: TelemetryExchange): Series => {
+    // The model caps only ever grow, so the same values always map to the same series.
+    if (last && sameSeries(x, last.x)) return last.s;
+    const s = findSeries(x);
+    last = { x, s };
+    return s;
+  };
+
+  const findSeries = (x: TelemetryExchange): Series => {
     const server = serverOf(x.upstream.url);
     const reqModel = x.model !== 'unknown' ? requestModel(x.model) : null;
     const resModel = x.responseModel ? responseModel(x.responseModel) : null;

@@ -147,8 +147,11 @@ class Writer {
     this.pos += 8;
   }
 
+  /** A copy of what was written (one memcpy: Buffer.from(subarray) copies byte by byte). */
   take(): Buffer {
-    return Buffer.from(this.buf.subarray(0, this.pos));
+    const out = Buffer.allocUnsafe(this.pos);
+    this.buf.copy(out, 0, 0, this.pos);
+    return out;
   }
 }
 
@@ -253,8 +256,27 @@ function span(w: Writer, s: SpanData): void {
   w.close(start);
 }
 
-/** The encoder for one resource and scope: their bytes are written once, then each batch costs only its spans. */
-export function createProtobufEncoder(ctx: EncodeContext): (spans: readonly SpanData[]) => Buffer {
+/**
+ * Spans encoded as they come, into one batch: a queue of bytes instead of span objects, so finished spans die young
+ * and the garbage collector never copies or promotes them while they wait for their batch.
+ */
+export interface SpanBatchEncoder {
+  append(span: SpanData): void;
+  /** the ExportTraceServiceRequest of every span appended since the last take, and a fresh batch */
+  take(): Buffer;
+}
+
+function varintSize(v: number): number {
+  let n = 1;
+  while (v > 0x7f) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
+
+/** The protobuf batch encoder for one resource and scope: their bytes are written once, then each span costs only itself. */
+export function createProtobufBatchEncoder(ctx: EncodeContext): SpanBatchEncoder {
   const head = new Writer();
   const res = head.open(1);
   attributes(head, 1, Object.entries(ctx.resource).flat());
@@ -266,19 +288,44 @@ export function createProtobufEncoder(ctx: EncodeContext): (spans: readonly Span
   head.string(2, ctx.scope.version);
   head.close(sc);
   const scopeBytes = head.take();
+  // ScopeSpans' span fields, appended one by one; the envelope's lengths are only known at take().
   const w = new Writer();
 
-  const raw = (bytes: Buffer) => w.raw(bytes);
+  return {
+    append(s) {
+      const at = w.pos;
+      try {
+        span(w, s);
+      } catch (err) {
+        w.pos = at;
+        throw err;
+      }
+    },
+    take() {
+      const spansLen = w.pos;
+      const scopeSpansLen = scopeBytes.length + spansLen;
+      const resourceSpansLen = resourceBytes.length + 1 + varintSize(scopeSpansLen) + scopeSpansLen;
+      const out = new Writer(1 + varintSize(resourceSpansLen) + resourceSpansLen);
+      out.tag(1, 2);
+      out.varint(resourceSpansLen);
+      out.raw(resourceBytes);
+      out.tag(2, 2);
+      out.varint(scopeSpansLen);
+      out.raw(scopeBytes);
+      out.ensure(spansLen);
+      w.buf.copy(out.buf, out.pos, 0, spansLen);
+      w.pos = 0;
+      return out.buf.subarray(0, out.pos + spansLen);
+    },
+  };
+}
+
+/** One batch at once: ExportTraceServiceRequest as protobuf. */
+export function createProtobufEncoder(ctx: EncodeContext): (spans: readonly SpanData[]) => Buffer {
+  const batch = createProtobufBatchEncoder(ctx);
   return (spans) => {
-    w.pos = 0;
-    const rs = w.open(1);
-    raw(resourceBytes);
-    const ss = w.open(2);
-    raw(scopeBytes);
-    for (const s of spans) span(w, s);
-    w.close(ss);
-    w.close(rs);
-    return w.take();
+    for (const s of spans) batch.append(s);
+    return batch.take();
   };
 }
 
@@ -299,6 +346,22 @@ function jsonAttrs(attrs: SpanAttrs): Array<{ key: string; value: JsonAny }> {
     if (v !== undefined && v !== null) out.push({ key: attrs[i] as string, value: jsonValue(v) });
   }
   return out;
+}
+
+/** OTLP/JSON in batches: the spans wait as objects and are encoded together at take(). */
+export function createJsonBatchEncoder(ctx: EncodeContext): SpanBatchEncoder {
+  const encode = createJsonEncoder(ctx);
+  let spans: SpanData[] = [];
+  return {
+    append(s) {
+      spans.push(s);
+    },
+    take() {
+      const batch = spans;
+      spans = [];
+      return encode(batch);
+    },
+  };
 }
 
 /** The OTLP/JSON encoder: hex ids, int64 as strings, camelCase fields, enums as numbers. */

@@ -2,7 +2,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { gzip } from 'node:zlib';
-import { createJsonEncoder, createProtobufEncoder, type EncodeContext } from './otlp-encode.ts';
+import { createJsonBatchEncoder, createProtobufBatchEncoder, type EncodeContext, type SpanBatchEncoder } from './otlp-encode.ts';
+import type { GuardedSpanSend } from './failures.ts';
 import type { OtlpSignalSettings } from './settings.ts';
 import type { SpanData } from './span-data.ts';
 
@@ -13,9 +14,12 @@ export interface SpanBatchSettings {
   exportTimeoutMs: number;
 }
 
-/** Sends one batch; calls back with null or the error. The failure guard (failures.ts) wraps it. */
+/** Encodes spans for its protocol and sends encoded batches. The failure guard (failures.ts) wraps send. */
 export interface OtlpSpanExporter {
-  export(spans: readonly SpanData[], done: (error: Error | null) => void): void;
+  /** a new batch encoder for this exporter's protocol (one per queue) */
+  encoder(): SpanBatchEncoder;
+  /** POSTs one encoded batch; calls back with null or the error */
+  send(body: Buffer, done: (error: Error | null) => void): void;
   shutdown(): Promise<void>;
 }
 
@@ -26,7 +30,6 @@ const USER_AGENT = 'llmtap OTLP exporter';
 /** POSTs encoded batches to the settings' endpoint, with their headers, compression and timeout; retries 429/502/503/504 briefly. */
 export function createOtlpSpanExporter(o: OtlpSignalSettings, ctx: EncodeContext): OtlpSpanExporter {
   const json = o.protocol === 'http/json';
-  const encode = json ? createJsonEncoder(ctx) : createProtobufEncoder(ctx);
   const url = new URL(o.url);
   const client = url.protocol === 'https:' ? https : http;
   const agent = new client.Agent({ keepAlive: true, maxSockets: 2 });
@@ -66,13 +69,8 @@ export function createOtlpSpanExporter(o: OtlpSignalSettings, ctx: EncodeContext
   }
 
   return {
-    export(spans, done) {
-      let body: Buffer;
-      try {
-        body = encode(spans);
-      } catch (err) {
-        return done(err instanceof Error ? err : new Error(String(err)));
-      }
+    encoder: () => (json ? createJsonBatchEncoder(ctx) : createProtobufBatchEncoder(ctx)),
+    send(body, done) {
       const deadline = Date.now() + o.timeoutMs;
       if (o.compression !== 'gzip') return post(body, deadline, 1, done);
       gzip(body, (err, zipped) => (err ? done(err) : post(zipped, deadline, 1, done)));
@@ -92,17 +90,37 @@ export interface SpanQueue {
 /**
  * A bounded queue in front of an exporter, as the SDK's BatchSpanProcessor behaves: a batch goes when it is full or
  * after the schedule delay, one export at a time; spans beyond the queue's size are dropped, never waited for.
+ * Spans are encoded as they arrive (the queue holds bytes, not objects), and not at all while the exporter backs
+ * off after a failure: they would only be skipped, so they are counted as skipped batches instead.
  */
-export function createSpanQueue(send: (spans: SpanData[], done: () => void) => void, b: SpanBatchSettings): SpanQueue {
+export function createSpanQueue(encoder: SpanBatchEncoder, out: GuardedSpanSend<Buffer>, b: SpanBatchSettings): SpanQueue {
   const batchSize = Math.max(1, Math.min(b.maxExportBatchSize, b.maxQueueSize));
-  let queue: SpanData[] = [];
+  /** spans in the encoder's open batch */
+  let open = 0;
+  const sealed: Array<{ body: Buffer; count: number }> = [];
+  /** spans waiting: the open batch and the sealed ones (the batch being sent no longer counts) */
+  let queued = 0;
+  /** spans dropped unencoded while the exporter backs off, not yet counted as a skipped batch */
+  let unsent = 0;
   let timer: NodeJS.Timeout | null = null;
   let inFlight: Promise<void> | null = null;
   let stopped = false;
 
-  function exportOne(): Promise<void> {
-    const batch = queue.length <= batchSize ? queue : queue.slice(0, batchSize);
-    queue = queue.length <= batchSize ? [] : queue.slice(batchSize);
+  function seal(): void {
+    if (open === 0) return;
+    let body: Buffer | null = null;
+    try {
+      body = encoder.take();
+    } catch (err) {
+      out.failed(err);
+    }
+    if (body) sealed.push({ body, count: open });
+    else queued -= open;
+    open = 0;
+  }
+
+  function exportOne(batch: { body: Buffer; count: number }): Promise<void> {
+    queued -= batch.count;
     return new Promise<void>((resolve) => {
       let settled = false;
       const end = () => {
@@ -113,7 +131,7 @@ export function createSpanQueue(send: (spans: SpanData[], done: () => void) => v
       // An exporter that never calls back must not stall the queue forever.
       setTimeout(end, b.exportTimeoutMs + 1000).unref();
       try {
-        send(batch, end);
+        out.send(batch.body, end);
       } catch {
         end();
       }
@@ -121,20 +139,29 @@ export function createSpanQueue(send: (spans: SpanData[], done: () => void) => v
   }
 
   function pump(): void {
-    if (inFlight || queue.length === 0) return;
+    if (inFlight) return;
     if (timer) {
       clearTimeout(timer);
       timer = null;
     }
-    inFlight = exportOne().then(() => {
+    if (sealed.length === 0) seal();
+    const batch = sealed.shift();
+    if (!batch) {
+      if (unsent > 0) {
+        unsent = 0;
+        out.skipped();
+      }
+      return;
+    }
+    inFlight = exportOne(batch).then(() => {
       inFlight = null;
-      if (queue.length >= batchSize) pump();
+      if (sealed.length > 0 || open >= batchSize) pump();
       else schedule();
     });
   }
 
   function schedule(): void {
-    if (timer || queue.length === 0 || stopped) return;
+    if (timer || stopped || (open === 0 && unsent === 0 && sealed.length === 0)) return;
     timer = setTimeout(() => {
       timer = null;
       pump();
@@ -143,7 +170,7 @@ export function createSpanQueue(send: (spans: SpanData[], done: () => void) => v
   }
 
   async function drain(): Promise<void> {
-    for (let i = 0; i < 1000 && (queue.length > 0 || inFlight); i++) {
+    for (let i = 0; i < 1000 && (open > 0 || sealed.length > 0 || unsent > 0 || inFlight); i++) {
       if (inFlight) await inFlight;
       else pump();
     }
@@ -151,10 +178,25 @@ export function createSpanQueue(send: (spans: SpanData[], done: () => void) => v
 
   return {
     add(span) {
-      if (stopped || queue.length >= b.maxQueueSize) return;
-      queue.push(span);
-      if (queue.length >= batchSize) pump();
-      else schedule();
+      if (stopped || queued >= b.maxQueueSize) return;
+      if (out.paused()) {
+        if (++unsent >= batchSize) {
+          unsent = 0;
+          out.skipped();
+        } else schedule();
+        return;
+      }
+      try {
+        encoder.append(span);
+      } catch (err) {
+        out.failed(err);
+        return;
+      }
+      open++;
+      queued++;
+      if (open < batchSize) return schedule();
+      seal();
+      pump();
     },
     forceFlush: drain,
     async shutdown() {

@@ -109,7 +109,7 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
   const scope = { name: INSTRUMENTATION_SCOPE, version: opts.serviceVersion };
   for (const sink of traceSinks) {
     if (sink.kind === 'otlp') {
-      queues.push(createSpanQueue(guardSpanSend(sink.exporter.export, sink.name, sink.endpoint, failures), batch));
+      queues.push(createSpanQueue(sink.exporter.encoder(), guardSpanSend(sink.exporter.send, sink.name, sink.endpoint, failures), batch));
       continue;
     }
     const exporter = guardSpanExporter(sink.exporter, sink.name, sink.endpoint, failures);

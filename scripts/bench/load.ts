@@ -141,12 +141,12 @@ async function throughput(plan: LoadPlan, run: 'nonStreaming' | 'streaming'): Pr
   const forward = [...plan.targets.keys()];
   const label = run === 'streaming' ? 'streaming' : 'non-streaming';
   log(`${label}: ${plan.targets.map((t) => t.name).join(', ')}; ${plan.durationS} s each in ${plan.slices} slices, ${plan.connections} connections`);
-  if (plan.warmupS > 0) {
-    for (const t of forward) await cannon(plan.targets[t]!.origin, REQUEST_BODIES[run], plan.warmupS, plan.connections, null);
-  }
   for (let round = 0; round < plan.slices; round++) {
     const order = round % 2 === 0 ? forward : [...forward].reverse();
     for (const t of order) {
+      // Each target's unmeasured warm-up runs right before its first slice: warmed all at once up front, every
+      // target then sat idle while the others warmed, and the first round came out far below the later ones.
+      if (round === 0 && plan.warmupS > 0) await cannon(plan.targets[t]!.origin, REQUEST_BODIES[run], plan.warmupS, plan.connections, null);
       const slice = await cannon(plan.targets[t]!.origin, REQUEST_BODIES[run], plan.durationS / plan.slices, plan.connections, samples[t]!);
       slices[t]!.push(slice);
     }

@@ -2,24 +2,12 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { ExchangeTap } from '../exchange/bus.ts';
+import type { ExchangeStart, ExchangeTap } from '../exchange/bus.ts';
 import type { ExchangeRecord } from '../exchange/record.ts';
 import type { Feature, FeatureFactory } from '../features.ts';
-import {
-  BATCH_BYTES,
-  BATCH_MS,
-  chunksLength,
-  chunksPrefix,
-  encodeChunks,
-  encodeChunksInto,
-  encodeRecord,
-  encodeTransient,
-  headerRecord,
-  newBatch,
-  type ChunkBatch,
-  type EndRecord,
-} from './format.ts';
-import { createRedactor, redactedNames } from './redact.ts';
+import { encodeRecord, headerRecord, BATCH_BYTES, BATCH_MS } from './format.ts';
+import { encodeChunks, newBatch, writeChunks, writeEnd, writeRequest, writeResponse, type ChunkBatch } from './encode.ts';
+import { redactedNames, type RawHeaders } from './redact.ts';
 import { createCaptureWriter, type CaptureWriter, type WriterStats } from './writer.ts';
 
 /** Records waiting for the disk, in bytes, before new ones are dropped: bounds memory whatever the disk does. */
@@ -64,26 +52,50 @@ function llmtapVersion(): string {
   }
 }
 
+/**
+ * One exchange's records not yet encoded. The taps only keep references here; the records are encoded together,
+ * exchange after exchange, once it ends (or its batch is full or old): the encoder runs hot, off the request path.
+ */
 interface Pending {
+  id: string;
   /** performance.now() at the exchange's start, as well as the taps can tell (chunks carry the exact offset) */
   origin: number;
+  /** Date.now() - performance.now() at the start: wall-clock times of later events without a clock read each */
+  wallBase: number;
   dropped: number;
+  /** the request record's source, until it is written */
+  start: ExchangeStart | null;
+  startWall: number;
+  /** the response head, until it is written (status 0: none yet) */
+  status: number;
+  headers: RawHeaders | null;
+  headAt: number;
+  headWall: number;
   /** chunks not yet written, per direction (request: the one chunk of the forwarded body) */
   request: ChunkBatch | null;
   response: ChunkBatch | null;
-  /** the first bytes of this exchange's response chunks records, encoded once */
-  prefix: Buffer | null;
+  /** set once the exchange has ended: its end record, and when */
+  end: ExchangeRecord | null;
+  endWall: number;
 }
 
 /** What a chunk adds to a batch's encoded size besides its bytes (at, wall, size, data head). */
 const ENTRY_BYTES = 28;
 
+/** Ended exchanges wait at most this long (ms), and at most this many, before they are encoded together. */
+const ENCODE_DELAY_MS = 5;
+const ENCODE_BATCH = 64;
+
+function pendingFor(id: string, origin: number): Pending {
+  return { id, origin, wallBase: Date.now() - origin, dropped: 0, start: null, startWall: 0, status: 0, headers: null, headAt: 0, headWall: 0, request: null, response: null, end: null, endWall: 0 };
+}
+
 export const captureFeature: FeatureFactory = async (ctx) => {
   const { config, log } = ctx;
   if (!config.capture) return null;
   const bodies = config.captureBodies;
-  const redact = createRedactor(config.captureRedact);
   const redacted = redactedNames(config.captureRedact);
+  const redactSet: ReadonlySet<string> = new Set(redacted);
   const host = hostname();
   const version = llmtapVersion();
   const writer = createCaptureWriter({
@@ -99,105 +111,151 @@ export const captureFeature: FeatureFactory = async (ctx) => {
 
   // Exchanges in flight: an entry lives from onStart to onEnd, and every exchange ends, so this stays small.
   const pending = new Map<string, Pending>();
-  const put = (id: string, bytes: Uint8Array): void => {
-    if (writer.write(bytes)) return;
-    const p = pending.get(id);
-    if (p) p.dropped++;
+  /** ended exchanges whose records wait to be encoded: bounded by ENCODE_BATCH */
+  let ended: Pending[] = [];
+  let encodeTimer: NodeJS.Timeout | null = null;
+
+  // Records are encoded in place, straight into the write queue (writer.begin), then queued whole or dropped.
+  const emit = (p: Pending): void => {
+    if (!writer.commit()) p.dropped++;
   };
 
-  /** Encodes a batch once, straight into the write queue, and starts the exchange's next one. */
-  const writeBatch = (id: string, p: Pending, dir: 'request' | 'response'): void => {
+  const writeBatch = (p: Pending, dir: 'request' | 'response'): void => {
     const b = p[dir];
     if (!b || b.at.length === 0) return;
     p[dir] = null;
-    const prefix = dir === 'response' ? p.prefix : chunksPrefix(id, dir);
-    if (!prefix) return put(id, encodeRecord({ type: 'chunks', id, dir, at: b.at, wall: b.wall, size: b.size, data: b.data }));
-    const n = chunksLength(prefix, b);
-    const block = writer.reserve(n);
-    if (block) encodeChunksInto(block.buf, block.view, block.used - n, prefix, b);
-    else p.dropped++;
+    writeChunks(writer.begin(), p.id, dir, b);
+    emit(p);
   };
 
-  // A stream that goes quiet still gets its batch to the disk: one timer for all exchanges, not one each.
+  /**
+   * Encodes what an exchange holds, in the order it happened: request, its chunk, response head, and (unless
+   * `headsOnly`) the response chunks so far.
+   */
+  const encodeSoFar = (p: Pending, headsOnly = false): void => {
+    // Each part is taken off the exchange before it is encoded, so one that fails is not tried again.
+    const start = p.start;
+    if (start) {
+      p.start = null;
+      // Credentials are replaced as the headers are written: no redacted copy, and the secret is never encoded.
+      writeRequest(writer.begin(), start, p.startWall, bodies, redactSet);
+      emit(p);
+    }
+    writeBatch(p, 'request');
+    const headers = p.headers;
+    if (headers) {
+      p.headers = null;
+      writeResponse(writer.begin(), p.id, p.headAt, p.headWall, p.status, headers, redactSet);
+      emit(p);
+    }
+    if (!headsOnly) writeBatch(p, 'response');
+  };
+  const encodeHeads = (p: Pending): void => encodeSoFar(p, true);
+
+  // Encoding runs from timers, outside the bus's guard: a record that cannot be encoded (a bug) must not stop the
+  // process or the other exchanges. Reported once, counted; whatever of that record was written is never queued.
+  let encodeFailures = 0;
+  const guarded = (p: Pending, encode: (p: Pending) => void): void => {
+    try {
+      encode(p);
+    } catch (err) {
+      encodeFailures++;
+      p.dropped++;
+      if (encodeFailures === 1) log.warn({ capture: 'encode_failed', err }, `captures: cannot encode a record of exchange ${p.id}; it is left out (counted, not logged again)`);
+    }
+  };
+  const encodeEnd = (p: Pending): void => {
+    writeEnd(writer.begin(), p.end!, p.endWall, p.dropped);
+    emit(p);
+  };
+
+  const encodeEnded = (): void => {
+    if (encodeTimer) clearTimeout(encodeTimer);
+    encodeTimer = null;
+    const list = ended;
+    ended = [];
+    for (const p of list) {
+      // The end is written even when an earlier record failed: it says how many are missing.
+      guarded(p, encodeSoFar);
+      guarded(p, encodeEnd);
+    }
+  };
+
+  // A stream that goes quiet, or an upstream slow to answer, still gets its records to the disk: one timer for all exchanges.
   const sweep = setInterval(() => {
     const now = performance.now();
-    for (const [id, p] of pending) {
-      if (p.response && now - p.origin - p.response.at[0]! >= BATCH_MS) writeBatch(id, p, 'response');
-    }
+    for (const p of pending.values()) if (now - p.origin >= BATCH_MS) guarded(p, encodeSoFar);
   }, BATCH_MS).unref();
+
+  /** The exchange chunks of this id go to (the relay sends the chunks of one exchange back to back). */
+  let lastId = '';
+  let last: Pending | null = null;
 
   const tap: ExchangeTap = {
     name: 'captures',
     onStart(s) {
-      const wall = Date.now();
       // The start as seen here; the request chunk, which carries the relay's exact offset, corrects it.
-      pending.set(s.id, { origin: performance.now(), dropped: 0, request: null, response: null, prefix: chunksPrefix(s.id, 'response') });
-      // writer.write copies the bytes at once, so the encoder's own buffer can be used again.
-      put(
-        s.id,
-        encodeTransient({
-          type: 'request',
-          id: s.id,
-          time: s.startedAt,
-          wall,
-          method: s.method,
-          url: s.url,
-          dialect: s.dialect,
-          upstream: s.upstream,
-          model: s.model,
-          stream: s.stream,
-          operation: s.operation,
-          headers: redact(s.requestHeaders),
-          body: bodies ? s.requestBody : null,
-          bodySize: s.requestBody?.length ?? 0,
-        }),
-      );
+      const p = pendingFor(s.id, performance.now());
+      p.start = s;
+      p.startWall = p.wallBase + p.origin;
+      pending.set(s.id, p);
     },
     onResponseHead(id, status, headers) {
       const p = pending.get(id);
-      // The request's chunk goes before the head, so a file reads in the order things happened.
-      if (p) writeBatch(id, p, 'request');
-      put(id, encodeTransient({ type: 'response', id, at: p ? performance.now() - p.origin : 0, wall: Date.now(), status, headers: redact(headers) }));
+      if (!p) {
+        // No exchange in flight under this id (its onStart failed, or it has ended): written alone.
+        writeResponse(writer.begin(), id, 0, Date.now(), status, headers, redactSet);
+        return emit(pendingFor(id, 0));
+      }
+      // A second head (never seen from the relay) must not replace the first one unwritten.
+      if (p.headers) guarded(p, encodeHeads);
+      p.status = status;
+      p.headers = headers;
+      const now = performance.now();
+      p.headAt = now - p.origin;
+      p.headWall = p.wallBase + now;
     },
     onChunk(id, dir, chunk, at) {
-      const p = pending.get(id);
+      const p = id === lastId ? last : pending.get(id);
       if (!p) {
         // No exchange in flight under this id (its onStart failed, or it has ended): written alone, nothing kept.
-        const lone = newBatch(bodies && dir === 'response');
+        const lone = newBatch(bodies && dir === 'response', Date.now() - at);
         lone.at.push(at);
-        lone.wall.push(Date.now());
         lone.size.push(chunk.length);
         lone.data?.push(chunk);
         return void writer.write(encodeChunks(id, dir, lone));
       }
+      lastId = id;
+      last = p;
       // Per chunk: a reference and two numbers; the bytes are copied once, when the batch is encoded.
       // The relay hands each chunk over as its own buffer (undici's view of one socket read) and never reuses it.
       let b: ChunkBatch;
       if (dir === 'request') {
         // The relay's offset is exact: later head offsets are measured from it. Its bytes are in the request record.
         p.origin = performance.now() - at;
-        b = p.request ??= newBatch(false);
+        b = p.request ??= newBatch(false, p.wallBase + p.origin);
         b.bytes += ENTRY_BYTES;
       } else {
-        b = p.response ??= newBatch(bodies);
+        b = p.response ??= newBatch(bodies, p.wallBase + p.origin);
         b.data?.push(chunk);
         b.bytes += chunk.length + ENTRY_BYTES;
       }
       b.at.push(at);
-      b.wall.push(Date.now());
       b.size.push(chunk.length);
-      if (b.bytes >= BATCH_BYTES || at - b.at[0]! >= BATCH_MS) writeBatch(id, p, dir);
+      if (b.bytes >= BATCH_BYTES || at - b.at[0]! >= BATCH_MS) guarded(p, encodeSoFar);
     },
     onEnd(r) {
-      const p = pending.get(r.id);
-      let dropped = 0;
-      if (p) {
-        writeBatch(r.id, p, 'request');
-        writeBatch(r.id, p, 'response');
-        dropped = p.dropped;
-        pending.delete(r.id);
+      const p = pending.get(r.id) ?? pendingFor(r.id, 0);
+      pending.delete(r.id);
+      if (last === p) {
+        last = null;
+        lastId = '';
       }
-      writer.write(encodeTransient(endRecord(r, dropped)));
+      p.end = r;
+      p.endWall = Date.now();
+      ended.push(p);
+      if (ended.length >= ENCODE_BATCH) encodeEnded();
+      else encodeTimer ??= setTimeout(encodeEnded, ENCODE_DELAY_MS).unref();
     },
   };
 
@@ -205,13 +263,16 @@ export const captureFeature: FeatureFactory = async (ctx) => {
     name: 'captures',
     taps: [tap],
     stats: () => writer.stats(),
-    flush: () => writer.flush(),
+    flush() {
+      // Exchanges still running keep their open batches: those are written when full, old, or at the end.
+      encodeEnded();
+      for (const p of pending.values()) guarded(p, encodeHeads);
+      return writer.flush();
+    },
     async close() {
       clearInterval(sweep);
-      for (const [id, p] of pending) {
-        writeBatch(id, p, 'request');
-        writeBatch(id, p, 'response');
-      }
+      encodeEnded();
+      for (const p of pending.values()) guarded(p, encodeSoFar);
       await writer.close();
       const s = writer.stats();
       live.delete(writer);
@@ -224,33 +285,3 @@ export const captureFeature: FeatureFactory = async (ctx) => {
   log.info({ dir: config.captureDir }, `captures on: writing to ${config.captureDir}${bodies ? '' : ' (heads and timings only)'}`);
   return feature;
 };
-
-function endRecord(r: ExchangeRecord, dropped: number): EndRecord {
-  return {
-    type: 'end',
-    id: r.id,
-    wall: Date.now(),
-    time: r.startedAt,
-    method: r.method,
-    url: r.url,
-    dialect: r.dialect,
-    upstream: r.upstream,
-    operation: r.operation,
-    model: r.model,
-    responseModel: r.responseModel,
-    responseId: r.responseId,
-    stream: r.stream,
-    status: r.status,
-    outcome: r.outcome,
-    errorType: r.errorType,
-    errorMessage: r.errorMessage,
-    finishReasons: r.finishReasons,
-    streamComplete: r.streamComplete,
-    timings: r.timings,
-    usage: r.usage,
-    bytes: r.bytes,
-    traceId: r.traceId,
-    usageInjected: r.usageInjected,
-    dropped,
-  };
-}

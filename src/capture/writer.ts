@@ -3,6 +3,7 @@ import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path';
 import { BLOCK_BYTES, createRecordQueue, type Block } from './queue.ts';
 import { captureFileName, FILE_PATTERN } from './format.ts';
+import { createOut, type Out } from './cbor-write.ts';
 
 export interface WriterOptions {
   dir: string;
@@ -41,6 +42,10 @@ export interface CaptureWriter {
   write(record: Uint8Array): boolean;
   /** room for one record of n bytes, written in place by the caller at block.used - n right away; null when dropped */
   reserve(n: number): Block | null;
+  /** where to encode the next record in place; then commit() (see RecordQueue.begin) */
+  begin(): Out;
+  /** queues the record encoded since begin(); false when it was dropped */
+  commit(): boolean;
   stats(): WriterStats;
   /** resolves once everything queued so far is on disk (or lost) */
   flush(): Promise<void>;
@@ -257,7 +262,24 @@ export function createCaptureWriter(o: WriterOptions): CaptureWriter {
     }
   };
 
+  /** after close, records are encoded here and thrown away */
+  const discard = createOut(256);
+
   return {
+    begin() {
+      if (!closed) return queue.begin();
+      discard.p = 0;
+      return discard;
+    },
+    commit() {
+      if (closed) {
+        lost++;
+        return false;
+      }
+      if (!queue.commit()) return false;
+      kick(queue.bytes >= BLOCK_BYTES);
+      return true;
+    },
     reserve(n) {
       if (closed) {
         lost++;

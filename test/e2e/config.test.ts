@@ -72,7 +72,7 @@ describe('--help', () => {
     const lines = r.stdout.split('\n');
     for (const s of SETTINGS) {
       const def = DEFAULTS[s.key];
-      const shown = typeof def === 'boolean' ? (def ? 'on' : 'off') : String(def);
+      const shown = typeof def === 'boolean' ? (def ? 'on' : 'off') : def === null ? 'none' : String(def);
       const row = lines.find((l) => l.includes(s.env));
       assert.ok(row, `--help mentions ${s.env}`);
       assert.ok(row.includes(`--${s.flag}`), `${s.env} row shows --${s.flag}: ${row}`);

@@ -28,7 +28,7 @@ describe('several upstreams: GET /v1/models and /api/tags list them all', () => 
   let llmtap: RunningLlmtap;
 
   before(async () => {
-    [a, b, o1, o2] = await Promise.all(['a', 'b', 'o1', 'o2'].map((name) => startMockUpstream({ name })));
+    [a, b, o1, o2] = await Promise.all([startMockUpstream({ name: 'a' }), startMockUpstream({ name: 'b' }), startMockUpstream({ name: 'o1' }), startMockUpstream({ name: 'o2' })]);
     a.handle((req) =>
       req.path === '/v1/models'
         ? { kind: 'raw', status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ object: 'list', data: [{ id: 'm-a' }, { id: 'shared' }] }) }

@@ -6,10 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Encoder } from 'cbor-x';
 import { itemEnd, MalformedCbor } from '../../src/capture/cbor-scan.ts';
-import { CaptureFormatError, decodeItem, encodeChunks, encodeRecord, expandChunks, headerRecord, newBatch, REDACTED, type ChunkBatch, type ChunkRecord, type ChunksRecord } from '../../src/capture/format.ts';
+import { CaptureFormatError, decodeItem, encodeRecord, expandChunks, headerRecord, REDACTED, type ChunkRecord, type ChunksRecord, type EndRecord, type RequestRecord, type ResponseRecord } from '../../src/capture/format.ts';
+import { createOut, room, type Out } from '../../src/capture/cbor-write.ts';
+import { encodeChunks, newBatch, writeEnd, writeRequest, writeResponse, type ChunkBatch } from '../../src/capture/encode.ts';
+import type { ExchangeStart } from '../../src/exchange/bus.ts';
+import type { ExchangeRecord } from '../../src/exchange/record.ts';
 import { createAssembler } from '../../src/capture/exchanges.ts';
 import { readAllRecords, readCapture } from '../../src/capture/reader.ts';
-import { createRedactor, CREDENTIAL_HEADERS } from '../../src/capture/redact.ts';
+import { CREDENTIAL_HEADERS, redactedNames, writeHeaders } from '../../src/capture/redact.ts';
 import { createRecordQueue } from '../../src/capture/queue.ts';
 
 let dir: string;
@@ -22,15 +26,17 @@ const header = () => headerRecord({ created: '2025-01-01T00:00:00.000Z', host: '
 const chunk = (i: number, size = 40): ChunkRecord => ({ type: 'chunk', id: 'x-1', dir: 'response', at: i, wall: 1_700_000_000_000 + i, size, data: Buffer.alloc(size, i & 0xff) });
 /** A batch of `n` chunks starting at chunk number `from`, as the capture tap builds it. */
 const batch = (from: number, n: number, size = 40, bodies = true): ChunkBatch => {
-  const b = newBatch(bodies);
+  const b = newBatch(bodies, 1_700_000_000_000 - 0.125);
   for (let i = from; i < from + n; i++) {
     b.at.push(i + 0.125);
-    b.wall.push(1_700_000_000_000 + i);
     b.size.push(size);
     b.data?.push(Buffer.alloc(size, i & 0xff));
   }
   return b;
 };
+
+/** The record a batch is written as: a chunk's wall-clock time is the batch's offset plus its monotonic one. */
+const asRecord = (id: string, dir: 'request' | 'response', b: ChunkBatch): ChunksRecord => ({ type: 'chunks', id, dir, at: b.at, wall: b.at.map((a) => b.wallOffset + a), size: b.size, data: b.data });
 
 describe('CBOR framing', () => {
   it('finds the end of every kind of item, and says -1 for every cut', () => {
@@ -122,7 +128,7 @@ describe('refusing what is not a capture', () => {
   it('reads a format 1.x file (one record per chunk) into the same exchange as a 2.x file (batches)', async () => {
     const v1 = join(dir, 'v1.cbor');
     const v2 = join(dir, 'v2.cbor');
-    writeFileSync(v1, Buffer.concat([encodeRecord({ ...header(), version: '1.0' }), ...expandChunks({ type: 'chunks', id: 'x', dir: 'response', ...batch(0, 5) }).map(encodeRecord)]));
+    writeFileSync(v1, Buffer.concat([encodeRecord({ ...header(), version: '1.0' }), ...expandChunks(asRecord('x', 'response', batch(0, 5))).map(encodeRecord)]));
     writeFileSync(v2, Buffer.concat([encodeRecord(header()), encodeChunks('x', 'response', batch(0, 2)), encodeChunks('x', 'response', batch(2, 3))]));
     const seen = [];
     for (const f of [v1, v2]) {
@@ -141,23 +147,38 @@ describe('refusing what is not a capture', () => {
 });
 
 describe('redaction', () => {
-  it('replaces every credential header and the configured extras, keeps the rest', () => {
-    const redact = createRedactor(['X-Custom-Secret']);
-    const out = redact({
-      Authorization: 'Bearer sk-1',
-      'x-api-key': 'sk-ant-2',
-      'api-key': 'azure-3',
-      cookie: 'a=b',
-      'set-cookie': ['c=d', 'e=f'],
-      'proxy-authorization': 'Basic x',
-      'x-custom-secret': 's3',
-      'content-type': 'application/json',
-      'x-many': ['1', '2'],
-    });
+  it('replaces every credential header and the configured extras as it writes them, keeps the rest', () => {
+    const o = createOut(16);
+    writeHeaders(
+      o,
+      {
+        Authorization: 'Bearer sk-1',
+        'x-api-key': 'sk-ant-2',
+        'api-key': 'azure-3',
+        cookie: 'a=b',
+        'set-cookie': ['c=d', 'e=f'],
+        'proxy-authorization': 'Basic x',
+        'x-custom-secret': 's3',
+        'content-type': 'application/json',
+        'x-many': ['1', '2'],
+        'content-length': 42 as unknown as string,
+      },
+      new Set(redactedNames(['X-Custom-Secret'])),
+    );
+    const bytes = Buffer.from(o.buf.subarray(0, o.p));
+    assert.equal(itemEnd(bytes, 0), bytes.length, 'one whole CBOR item');
+    const out = decodeItem(bytes) as Record<string, unknown>;
     for (const name of [...CREDENTIAL_HEADERS, 'x-custom-secret']) assert.equal(out[name], REDACTED, name);
     assert.equal(out['content-type'], 'application/json');
     assert.deepEqual(out['x-many'], ['1', '2']);
-    assert.ok(!JSON.stringify(out).includes('sk-'));
+    assert.equal(out['content-length'], '42');
+    for (const secret of ['sk-1', 'sk-ant-2', 'azure-3', 'a=b', 'c=d', 'Basic x', 's3']) assert.equal(bytes.indexOf(secret), -1, `${secret} not in the bytes`);
+  });
+
+  it('writes lower-case names only, merging names that differ in case, every value as text', () => {
+    const o = createOut(16);
+    writeHeaders(o, { 'Content-Type': 'a', 'content-type': 'b', 'X-Api-Key': 'sk-9', n: 7 as unknown as string, gone: undefined as unknown as string }, new Set(CREDENTIAL_HEADERS));
+    assert.deepEqual(decodeItem(o.buf.subarray(0, o.p)), { 'content-type': 'b', 'x-api-key': REDACTED, n: '7' });
   });
 });
 
@@ -208,10 +229,107 @@ describe('the hand-written chunks encoding', () => {
       const bytes = encodeChunks(id, dir, b);
       assert.equal(itemEnd(bytes, 0), bytes.length);
       const back = decodeItem(bytes) as ChunksRecord;
-      const want: ChunksRecord = { type: 'chunks', id, dir, at: b.at, wall: b.wall, size: b.size, data: b.data };
+      const want = asRecord(id, dir, b);
       const norm = (r: ChunksRecord) => ({ ...r, data: r.data && r.data.map((d) => Buffer.from(d)) });
       assert.deepEqual(norm(back), norm(want));
       assert.deepEqual(decodeItem(encodeRecord(want)), back);
     }
   });
 });
+
+describe('the hand-written request, response and end records', () => {
+  const start: ExchangeStart = {
+    id: 'mwz80nho-1bd48853c1d7',
+    startedAt: '2025-01-31T12:00:00.634Z',
+    method: 'POST',
+    url: '/v1/chat/completions?x=' + 'é'.repeat(40) + 'y'.repeat(300),
+    dialect: 'openai',
+    upstream: { name: 'openai', url: 'http://127.0.0.1:1' },
+    model: 'gpt-4o-ü',
+    stream: true,
+    operation: null,
+    requestHeaders: { 'content-type': 'application/json', authorization: 'Bearer sk-1', 'x-many': ['a', 'b'], 'x-long': 'v'.repeat(70_000) },
+    requestBody: Buffer.from('{"model":"gpt-4o"}'),
+  };
+  const record = {
+    id: start.id, startedAt: start.startedAt, method: 'POST', url: start.url, dialect: 'openai', upstream: start.upstream, operation: 'chat', model: 'm', responseModel: null, responseId: 'r-1',
+    stream: false, params: {}, status: 200, outcome: 'ok', errorType: null, errorMessage: 'naïve ' + '\u{1F600}', finishReasons: ['stop', 'length'], streamComplete: true,
+    timings: { ttfb: 1.25, ttft: null, duration: 2 ** 40, timePerOutputToken: -3, overhead: 0.1 + 0.2 },
+    usage: { input: 9, output: 0, total: 9, cacheRead: null, cacheWrite: 70_000, reasoning: null, source: 'reported' },
+    bytes: { requestIn: 18, requestOut: 18, responseIn: 4_294_967_296, responseOut: 65_536 }, traceId: null, usageInjected: false, notes: [],
+  } as const satisfies ExchangeRecord;
+  const encoded = (write: (o: Out) => void): Buffer => {
+    const o = createOut(8);
+    write(o);
+    const bytes = Buffer.from(o.buf.subarray(0, o.p));
+    assert.equal(itemEnd(bytes, 0), bytes.length, 'one whole CBOR item');
+    return bytes;
+  };
+  const redacted = new Set(CREDENTIAL_HEADERS);
+
+  it('decode to the records the generic encoder writes, credentials replaced', () => {
+    const headers = { 'content-type': 'application/json', authorization: REDACTED, 'x-many': ['a', 'b'], 'x-long': 'v'.repeat(70_000) };
+    for (const bodies of [true, false]) {
+      const want: RequestRecord = { type: 'request', ...omit(start, 'requestHeaders', 'requestBody', 'startedAt'), time: start.startedAt, wall: 1_738_324_800_640.5, headers, body: bodies ? start.requestBody : null, bodySize: 18 };
+      const bytes = encoded((o) => writeRequest(o, start, want.wall, bodies, redacted));
+      assert.deepEqual(norm(decodeItem(bytes)), norm(decodeItem(encodeRecord(want))));
+      assert.equal(bytes.indexOf('sk-1'), -1);
+    }
+    const response: ResponseRecord = { type: 'response', id: start.id, at: 4.53, wall: 1_738_324_800_644, status: 200, headers: { 'set-cookie': REDACTED, 'content-type': 'text/event-stream' } };
+    const head = encoded((o) => writeResponse(o, start.id, 4.53, response.wall, 200, { 'set-cookie': ['a=b', 'c=d'], 'content-type': 'text/event-stream' }, redacted));
+    assert.deepEqual(decodeItem(head), decodeItem(encodeRecord(response)));
+    const { params: _p, notes: _n, startedAt, ...rest } = record;
+    const end: EndRecord = { type: 'end', ...rest, time: startedAt, wall: 1_738_324_800_646, dropped: 3 } as EndRecord;
+    assert.deepEqual(decodeItem(encoded((o) => writeEnd(o, record, end.wall, 3))), decodeItem(encodeRecord(end)));
+  });
+
+  it('writes a record with missing fields as nulls instead of failing', () => {
+    const back = decodeItem(encoded((o) => writeEnd(o, { id: 'x', timings: {}, usage: {}, bytes: {}, finishReasons: [] } as never, 1, 0))) as Record<string, unknown>;
+    assert.equal(back.type, 'end');
+    assert.equal(back.outcome, null);
+    assert.deepEqual(back.timings, { ttfb: null, ttft: null, duration: null, timePerOutputToken: null, overhead: null });
+  });
+});
+
+describe('records encoded in place in the queue', () => {
+  it('moves a record that outgrows its block to a new one, whole; a huge record gets a block of its own; past the bound it is dropped', () => {
+    const q = createRecordQueue(10_000, () => {}, 100);
+    const put = (fill: number, n: number): boolean => {
+      const o = q.begin();
+      o.buf.fill(0xee, o.p); // what an abandoned record would leave behind must never be queued
+      for (let i = 0; i < n; i++) {
+        room(o, 1);
+        o.buf[o.p++] = fill;
+      }
+      return q.commit();
+    };
+    assert.ok(put(1, 60));
+    assert.ok(put(2, 60), 'does not fit after the first: moves to a second block');
+    assert.ok(put(3, 30));
+    assert.ok(put(4, 250), 'larger than a block');
+    assert.ok(q.push(Buffer.alloc(10, 5)));
+    q.begin(); // begun and never committed: nothing queued
+    assert.equal(q.length, 5);
+    const blocks = q.take();
+    const all = Buffer.concat(blocks.map((b) => b.buf.subarray(0, b.used)));
+    assert.deepEqual(all, Buffer.concat([Buffer.alloc(60, 1), Buffer.alloc(60, 2), Buffer.alloc(30, 3), Buffer.alloc(250, 4), Buffer.alloc(10, 5)]));
+    for (const b of blocks) assert.equal(b.ends.at(-1), b.used, 'every block ends with a whole record');
+    assert.ok(!put(6, 9_700), 'past the bound: dropped');
+    assert.equal(q.dropped, 1);
+    assert.equal(q.take().length, 0);
+  });
+});
+
+function omit<T extends object, K extends keyof T>(o: T, ...keys: K[]): Omit<T, K> {
+  const out = { ...o };
+  for (const k of keys) delete out[k];
+  return out;
+}
+
+/** Byte strings as Buffers, so records decoded from either encoder compare equal. */
+function norm(v: unknown): unknown {
+  if (v instanceof Uint8Array) return Buffer.from(v);
+  if (Array.isArray(v)) return v.map(norm);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, norm(x)]));
+  return v;
+}

@@ -168,4 +168,26 @@ describe('the capture tap batches chunks', () => {
     assert.deepEqual(of(records as { type: string; id?: string }[], 'stray'), ['chunks']);
     assert.equal(readFileSync(join(dir, readdirSync(dir)[0]!)).indexOf('sk-x'), -1);
   });
+  it('an exchange whose records cannot be encoded is left out, once reported; the others are written and the process goes on', async () => {
+    const dir = join(root, 'tap-bad');
+    const { captureFeature } = await import('../../src/capture/feature.ts');
+    const { configWith } = await import('../../src/config.ts');
+    const pino = (await import('pino')).default;
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (l: string) => void lines.push(l) });
+    const feature = (await captureFeature({ config: configWith({ capture: true, captureDir: dir }), log, env: {}, bus: null as never, inFlight: () => 0, upstreams: null, rateLimited: () => 0 }))!;
+    const tap = feature.taps![0]!;
+    const poisoned = { get authorization(): string { throw new Error('poisoned header'); } };
+    for (const id of ['bad-1', 'good-1', 'bad-2']) {
+      tap.onStart!({ ...start(id), requestHeaders: id.startsWith('bad') ? (poisoned as never) : { authorization: 'Bearer sk-x' } });
+      tap.onEnd!({ id, startedAt: '', method: 'POST', url: '/api/chat', dialect: 'ollama', upstream: { name: 'o', url: 'u' }, operation: 'chat', model: 'm', stream: true, timings: {}, usage: {}, bytes: {}, finishReasons: [] } as never);
+    }
+    // The encoding runs from a timer, outside any caller's try/catch: a throw there would end the process.
+    await new Promise((r) => setTimeout(r, 50));
+    await feature.close!();
+    const { records } = await readAllRecords(dir);
+    assert.deepEqual(records.filter((r) => r.type === 'request').map((r) => r.id), ['good-1']);
+    assert.deepEqual(records.filter((r) => r.type === 'end').map((r) => [r.id, (r as { dropped: number }).dropped]), [['bad-1', 1], ['good-1', 0], ['bad-2', 1]]);
+    assert.equal(lines.filter((l) => l.includes('cannot encode')).length, 1, lines.join(''));
+  });
 });
