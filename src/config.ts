@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { parse as parseYaml } from 'yaml';
-import { parseUpstreamSpecs, UpstreamSpecError, type UpstreamSpec } from './upstreams/spec.ts';
+import { httpUrl, parseUpstreamSpecs, UpstreamSpecError, type UpstreamSpec } from './upstreams/spec.ts';
 
 type Kind = 'string' | 'url' | 'int' | 'number' | 'switch' | 'enum' | 'list' | 'path';
 
@@ -130,20 +130,6 @@ const numeric = (pattern: RegExp) =>
   z.union([z.number(), z.string().trim().regex(pattern).transform(Number)]).pipe(z.number().finite());
 const int = (min: number, max: number) => numeric(/^-?\d+$/).pipe(z.number().int().min(min).max(max));
 const decimal = (min: number, max: number) => numeric(/^-?(\d+\.?\d*|\.\d+)$/).pipe(z.number().min(min).max(max));
-const upstreamUrl = z.string().transform((u, ctx) => {
-  let url: URL;
-  try {
-    url = new URL(u);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: 'not a URL' });
-    return z.NEVER;
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    ctx.addIssue({ code: 'custom', message: 'http or https' });
-    return z.NEVER;
-  }
-  return u.replace(/\/+$/, '');
-});
 const onOff = z
   .union([z.boolean(), z.string()])
   .transform((v, ctx) => {
@@ -189,9 +175,9 @@ function spec<K extends keyof Config>(s: SettingSpec<K>): SettingSpec<K> {
 export const SETTINGS = [
   spec({ key: 'host', env: 'LLMTAP_HOST', flag: 'host', kind: 'string', help: 'address to listen on', allowed: 'a host name or IP address', schema: z.string().min(1) }),
   spec({ key: 'port', env: 'LLMTAP_PORT', flag: 'port', kind: 'int', help: 'port to listen on (0 picks a free one)', allowed: 'an integer from 0 to 65535', schema: int(0, 65535) }),
-  spec({ key: 'openaiUrl', env: 'LLMTAP_OPENAI_URL', flag: 'openai-url', kind: 'url', help: 'upstream for /v1/* (OpenAI dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
-  spec({ key: 'anthropicUrl', env: 'LLMTAP_ANTHROPIC_URL', flag: 'anthropic-url', kind: 'url', help: 'upstream for /v1/messages (Anthropic dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
-  spec({ key: 'ollamaUrl', env: 'LLMTAP_OLLAMA_URL', flag: 'ollama-url', kind: 'url', help: 'upstream for /api/* (Ollama dialect)', allowed: 'an http(s) URL', schema: upstreamUrl }),
+  spec({ key: 'openaiUrl', env: 'LLMTAP_OPENAI_URL', flag: 'openai-url', kind: 'url', help: 'upstream for /v1/* (OpenAI dialect)', allowed: 'an http(s) URL', schema: httpUrl }),
+  spec({ key: 'anthropicUrl', env: 'LLMTAP_ANTHROPIC_URL', flag: 'anthropic-url', kind: 'url', help: 'upstream for /v1/messages (Anthropic dialect)', allowed: 'an http(s) URL', schema: httpUrl }),
+  spec({ key: 'ollamaUrl', env: 'LLMTAP_OLLAMA_URL', flag: 'ollama-url', kind: 'url', help: 'upstream for /api/* (Ollama dialect)', allowed: 'an http(s) URL', schema: httpUrl }),
   spec({ key: 'maxBodyMb', env: 'LLMTAP_MAX_BODY_MB', flag: 'max-body-mb', kind: 'number', help: 'largest client request body accepted, in MB (413 past it)', allowed: 'a number from 0.001 to 4096', schema: decimal(0.001, 4096) }),
   spec({ key: 'connectTimeoutMs', env: 'LLMTAP_CONNECT_TIMEOUT_MS', flag: 'connect-timeout-ms', kind: 'int', help: 'time to open a connection to an upstream (502 past it)', allowed: 'an integer from 1 to 600000', schema: int(1, 600_000) }),
   spec({ key: 'upstreamTimeoutMs', env: 'LLMTAP_UPSTREAM_TIMEOUT_MS', flag: 'upstream-timeout-ms', kind: 'int', help: 'time to wait for the upstream response head (504 past it)', allowed: 'an integer from 1 to 86400000', schema: int(1, 86_400_000) }),

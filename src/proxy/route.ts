@@ -24,6 +24,20 @@ export interface Route {
 /** llmtap's own endpoints under /api (CONTRACT §5): never forwarded to Ollama. */
 const OWN_API_PATHS = new Set(['/api/usage', '/api/token_counts', '/api/usage-stream']);
 
+/** An upstream URL fit to store and show: user:password@ taken out (keys in a configured URL stay out of files and endpoints). */
+export function publicUrl(url: string): string {
+  if (!url.includes('@')) return url;
+  try {
+    const u = new URL(url);
+    u.username = '';
+    u.password = '';
+    const s = u.toString();
+    return url.endsWith('/') ? s : s.replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
 export function upstreamOf(name: string, url: string): Upstream {
   const u = new URL(url);
   return { name, url, origin: u.origin, basePath: u.pathname.replace(/\/+$/, '') };

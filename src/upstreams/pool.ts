@@ -5,7 +5,7 @@ import type { RoutingStrategy } from '../config.ts';
 import { LlmtapError } from '../errors.ts';
 import type { DialectName } from '../exchange/record.ts';
 import type { Logger } from '../log.ts';
-import { upstreamOf, type Upstream } from '../proxy/route.ts';
+import { publicUrl, upstreamOf, type Upstream } from '../proxy/route.ts';
 import { BREAKER_GAUGE, breakerAllows, breakerRetryInMs, breakerState, newBreaker, recordFailure, recordSuccess, type Breaker, type BreakerChange, type BreakerSettings, type BreakerState } from './breaker.ts';
 import { createChooser, type Chooser } from './choose.ts';
 import { modelMatcher, type ModelMatcher } from './models.ts';
@@ -113,19 +113,6 @@ const MAX_MODELS_SHOWN = 50;
 
 function names(ms: readonly Member[]): string {
   return ms.map((m) => m.name).join(', ');
-}
-
-/** The URL without any user:password in it, for status pages. */
-function shownUrl(url: string): string {
-  if (!url.includes('@')) return url;
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    return u.toString().replace(/\/$/, '');
-  } catch {
-    return url;
-  }
 }
 
 function retryAfterS(ms: number): number {
@@ -388,7 +375,7 @@ export function createUpstreamPool(specs: readonly UpstreamSpec[], settings: Poo
         return {
           name: m.name,
           dialect: m.spec.dialect,
-          url: shownUrl(m.spec.url),
+          url: publicUrl(m.spec.url),
           status: error === null ? 'up' : 'down',
           breaker: breakerState(m.breaker, bs, now),
           inFlight: m.inFlight,

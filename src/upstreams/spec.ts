@@ -24,7 +24,8 @@ export interface UpstreamSpec {
 
 const DIALECTS = ['openai', 'anthropic', 'ollama'] as const;
 
-const url = z.string().transform((u, ctx) => {
+/** An http(s) URL, without a trailing slash: the LLMTAP_*_URL settings and the entries' url. */
+export const httpUrl = z.string().transform((u, ctx) => {
   let parsed: URL;
   try {
     parsed = new URL(u);
@@ -43,7 +44,7 @@ const entrySchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'letters, digits, _ . : - (1 to 64 characters)'),
     dialect: z.enum(DIALECTS),
-    url,
+    url: httpUrl,
     models: z.array(z.string().min(1)).min(1).optional(),
     api_key_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').optional(),
     max_concurrent: z.number().int().min(1).max(100_000).optional(),

@@ -2,7 +2,7 @@
 import { performance } from 'node:perf_hooks';
 import type { ExchangeStart, ExchangeTap } from '../exchange/bus.ts';
 import type { DialectName, Operation } from '../exchange/record.ts';
-import { publicUrl } from './record.ts';
+import { publicUrl } from '../proxy/route.ts';
 
 interface Live {
   id: string;

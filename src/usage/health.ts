@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { request } from 'undici';
 import { describeCause } from '../errors.ts';
 import type { UpstreamPool, UpstreamStatus } from '../upstreams/pool.ts';
-import { publicUrl } from './record.ts';
+import { publicUrl } from '../proxy/route.ts';
 
 export interface UpstreamTarget {
   name: string;
@@ -46,7 +46,8 @@ export interface HealthOptions {
 /** /health's view of a pooled upstream. */
 function fromPool(u: UpstreamStatus): UpstreamHealth {
   return {
-    url: publicUrl(u.url),
+    // the pool's status already shows URLs without credentials
+    url: u.url,
     status: u.status === 'up' ? 'ok' : 'down',
     dialect: u.dialect,
     breaker: u.breaker,

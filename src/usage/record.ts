@@ -1,5 +1,6 @@
 // The usage record: what the store keeps of an exchange (who, which model, how much, how fast), never message content.
 import type { DialectName, ExchangeRecord, Operation, Outcome, UsageSource } from '../exchange/record.ts';
+import { publicUrl } from '../proxy/route.ts';
 
 export interface UsageRecord {
   id: string;
@@ -76,19 +77,6 @@ export const USAGE_FIELDS = [
 
 const ms = (v: number | null): number | null => (v === null ? null : Math.round(v * 10) / 10);
 
-/** An upstream URL fit to store and show: user:password@ taken out (keys in a configured URL stay out of files and endpoints). */
-export function publicUrl(url: string): string {
-  if (!url.includes('@')) return url;
-  try {
-    const u = new URL(url);
-    u.username = '';
-    u.password = '';
-    const s = u.toString();
-    return url.endsWith('/') ? s : s.replace(/\/$/, '');
-  } catch {
-    return url;
-  }
-}
 
 /** An error as a usage total counts it: llmtap or the upstream failed the request, or it never completed. */
 export function isError(r: Pick<UsageRecord, 'outcome' | 'status'>): boolean {

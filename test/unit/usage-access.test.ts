@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import type { Context } from 'koa';
 import { checkAccess, isLoopback, sameToken } from '../../src/usage/access.ts';
 import { BadParameter, readInt, readQuery, readTime } from '../../src/usage/query.ts';
-import { publicUrl } from '../../src/usage/record.ts';
+import { publicUrl } from '../../src/proxy/route.ts';
 
 const ctxFrom = (remoteAddress: string, authorization = ''): Context =>
   ({ req: { socket: { remoteAddress } }, get: (h: string) => (h.toLowerCase() === 'authorization' ? authorization : '') }) as unknown as Context;
