@@ -123,13 +123,19 @@ export function createSpanQueue(encoder: SpanBatchEncoder, out: GuardedSpanSend<
     queued -= batch.count;
     return new Promise<void>((resolve) => {
       let settled = false;
+      let timedOut = false;
       const end = () => {
         if (settled) return;
         settled = true;
+        // A send given up on may still hold the bytes: its buffer is not reused then.
+        if (!timedOut) encoder.release?.(batch.body);
         resolve();
       };
       // An exporter that never calls back must not stall the queue forever.
-      setTimeout(end, b.exportTimeoutMs + 1000).unref();
+      setTimeout(() => {
+        timedOut = true;
+        end();
+      }, b.exportTimeoutMs + 1000).unref();
       try {
         out.send(batch.body, end);
       } catch {

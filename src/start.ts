@@ -2,7 +2,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
-import { createApp } from './app.ts';
+import { createRequestListener } from './app.ts';
 import { ConfigError, readUpstreams, type Config } from './config.ts';
 import { createExchangeBus, type ExchangeBus } from './exchange/bus.ts';
 import { logTap } from './exchange/log-tap.ts';
@@ -83,7 +83,7 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
     bodyTimeout: 0,
   });
   let internalErrors = 0;
-  const app = createApp({
+  const listener = createRequestListener({
     config,
     agent,
     bus,
@@ -101,7 +101,7 @@ export async function startLlmtap(config: Config, opts: StartOptions = {}): Prom
     },
   });
 
-  const server = http.createServer(app.callback());
+  const server = http.createServer(listener);
   // LLM calls can take minutes: Node's 5-minute whole-request timeout would cut long generations.
   server.requestTimeout = 0;
   await listen(server, config).catch(async (err: unknown) => {

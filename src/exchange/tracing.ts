@@ -2,6 +2,9 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { DialectName, ExchangeRecord, Operation, RequestParams } from './record.ts';
 
+/** Every response names its trace. */
+export const TRACE_HEADER = 'x-llmtap-trace-id';
+
 /** What is known when the upstream call starts, for the CLIENT span's name and attributes. */
 export interface UpstreamCall {
   id: string;

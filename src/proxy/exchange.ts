@@ -254,7 +254,7 @@ async function attempt(x: Exchange, route: Route, apiKey: string | null, retryab
   }
 
   return relay(
-    { id: base.id, t0: x.t0, method: base.method, route, headers, body: bodyOut, dialect: x.dialect, stream: info.stream, rewrite: x.rewrite, res: x.res, retryable },
+    { id: base.id, t0: x.t0, method: base.method, route, headers, body: bodyOut, dialect: x.dialect, stream: info.stream, rewrite: x.rewrite, res: x.res, retryable, traceId: x.trace?.traceId ?? null },
     { agent: deps.agent, bus, upstreamTimeoutMs: config.upstreamTimeoutMs, streamIdleMs: config.streamIdleMs },
   );
 }
@@ -304,7 +304,7 @@ async function answerItself(x: Exchange, outcome: Outcome, err: LlmtapError, tBo
   else if (!res.headersSent && !res.writableEnded) {
     await new Promise<void>((done) => {
       res.once('close', done);
-      sendError(res, x.dialect, err);
+      sendError(res, x.dialect, err, { traceId: x.trace?.traceId ?? null });
     });
   }
   const now = performance.now();
@@ -438,7 +438,7 @@ async function finishEarly(
     error = err;
     await new Promise<void>((done) => {
       res.once('close', done);
-      sendError(res, dialect, err, { closeConnection: true });
+      sendError(res, dialect, err, { closeConnection: true, traceId: trace?.traceId ?? null });
     });
   } else {
     outcome = 'client_aborted';

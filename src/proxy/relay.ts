@@ -8,6 +8,7 @@ import type { Dialect, Observation, ResponseObserver, ResponseTransform } from '
 import type { BodyRewrite } from '../dialects/types.ts';
 import type { ExchangeBus } from '../exchange/bus.ts';
 import type { Outcome } from '../exchange/record.ts';
+import { TRACE_HEADER } from '../exchange/tracing.ts';
 import { describeCause, LlmtapError } from '../errors.ts';
 import { clientResponseHeaders } from './headers.ts';
 import type { Route } from './route.ts';
@@ -27,6 +28,8 @@ export interface RelayRequest {
   res: ServerResponse;
   /** another upstream could take the request: a failure before any byte reached the client is handed back, not answered */
   retryable: boolean;
+  /** sent to the client as x-llmtap-trace-id, when tracing is on */
+  traceId: string | null;
 }
 
 export interface RelaySettings {
@@ -222,7 +225,7 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
     }
     if (!res.headersSent && !res.writableEnded) {
       this.status = err.status;
-      sendError(res, this.rq.dialect, err);
+      sendError(res, this.rq.dialect, err, { traceId: this.rq.traceId });
     } else {
       // The head is out: the only honest signal left is a cut connection, so the client sees a truncated stream.
       res.destroy();
@@ -313,6 +316,7 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
     }
     if (rq.rewrite && !this.decoder && statusCode < 300 && /text\/event-stream/i.test(contentType)) this.transform = rq.rewrite.createResponseTransform();
     const out = clientResponseHeaders(headers, { dropContentLength: this.transform !== null });
+    if (rq.traceId) out[TRACE_HEADER] = rq.traceId;
     try {
       res.writeHead(statusCode, statusMessage || undefined, out);
       if (STREAMING_TYPES.test(contentType)) {

@@ -24,6 +24,11 @@ export interface Route {
 /** llmtap's own endpoints under /api (CONTRACT §5): never forwarded to Ollama. */
 const OWN_API_PATHS = new Set(['/api/usage', '/api/token_counts', '/api/usage-stream']);
 
+/** llmtap's own endpoints under /v1 (usage and diagnostics): never forwarded to OpenAI, whatever the method. */
+function ownV1Path(path: string): boolean {
+  return path === '/v1/usage' || path.startsWith('/v1/usage/') || path === '/v1/diagnostics' || path.startsWith('/v1/diagnostics/');
+}
+
 /** An upstream URL fit to store and show: user:password@ taken out (keys in a configured URL stay out of files and endpoints). */
 export function publicUrl(url: string): string {
   if (!url.includes('@')) return url;
@@ -72,7 +77,7 @@ export function createRouter(config: Config, pooled = false): (url: string) => R
     const path = q === -1 ? url : url.slice(0, q);
     let dialect: DialectName;
     if (path === '/v1/messages' || path.startsWith('/v1/messages/')) dialect = 'anthropic';
-    else if (path.startsWith('/v1/')) dialect = 'openai';
+    else if (path.startsWith('/v1/') && !ownV1Path(path)) dialect = 'openai';
     else if (path.startsWith('/api/') && !OWN_API_PATHS.has(path)) dialect = 'ollama';
     else return null;
     const upstream = upstreams[dialect];

@@ -4,7 +4,7 @@ import type { Middleware } from 'koa';
 import { readTelemetrySettings, startTelemetry, telemetryOff, TelemetrySettingError, type Telemetry } from '../../otel/index.ts';
 import { ConfigError } from '../config.ts';
 import type { ExchangeTap } from '../exchange/bus.ts';
-import type { TraceHandle, RequestTracer } from '../exchange/tracing.ts';
+import { TRACE_HEADER, type TraceHandle, type RequestTracer } from '../exchange/tracing.ts';
 import type { Feature, FeatureContext, FeatureFactory } from '../features.ts';
 import { hostCounters } from './host-counters.ts';
 
@@ -50,6 +50,9 @@ function metricsRoute(serve: NonNullable<Telemetry['sdk']['serveMetrics']>): Mid
   return (ctx, next) => {
     if (ctx.path !== '/metrics' || (ctx.method !== 'GET' && ctx.method !== 'HEAD')) return next();
     ctx.respond = false;
+    // The exporter writes the raw response: the trace id goes on before it (app.ts sets it for Koa's responses).
+    const trace = ctx.state.trace as TraceHandle | null | undefined;
+    if (trace) ctx.res.setHeader(TRACE_HEADER, trace.traceId);
     serve(ctx.req, ctx.res);
     return Promise.resolve();
   };

@@ -210,7 +210,7 @@ for (const protocol of ['http/protobuf', 'http/json'] as const satisfies readonl
     before(async () => {
       mock = await startMockUpstream();
       receiver = await startOtlpReceiver();
-      proxy = await startLlmtap(configWith({ port: 0, openaiUrl: mock.url, anthropicUrl: mock.url, ollamaUrl: mock.url, logLevel: 'silent' }), {
+      proxy = await startLlmtap(configWith({ port: 0, openaiUrl: mock.url, anthropicUrl: mock.url, ollamaUrl: mock.url, logLevel: 'silent', maxBodyMb: 1 }), {
         features: [telemetryFeature],
         env: {
           OTEL_SERVICE_NAME: 'llmtap-otel-test',
@@ -272,6 +272,33 @@ for (const protocol of ['http/protobuf', 'http/json'] as const satisfies readonl
       assert.equal(server.parentSpanId, incomingSpan, "the SERVER span's parent is the caller's span");
       assert.equal(client.parentSpanId, server.spanId);
       assert.equal(sent.parentId, client.spanId);
+    });
+
+    it('x-llmtap-trace-id on every kind of response: a relayed upstream error, llmtap refusing a body, a path it does not proxy', async () => {
+      const ids = new Set<string>();
+      const idOf = (r: Response, what: string): string => {
+        const id = r.headers.get('x-llmtap-trace-id');
+        assert.match(id ?? '', /^[0-9a-f]{32}$/, `${what}: the response carries x-llmtap-trace-id`);
+        ids.add(id!);
+        return id!;
+      };
+      mock.handle({ kind: 'raw', status: 500, headers: { 'content-type': 'application/json' }, body: '{"error":{"message":"boom"}}' });
+      const relayed = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', messages: [] }) });
+      assert.equal(relayed.status, 500);
+      assert.equal(await relayed.text(), '{"error":{"message":"boom"}}', "the upstream's error body, unchanged");
+      const relayedId = idOf(relayed, 'relayed upstream 500');
+      const { server } = await spansOfTrace(receiver, relayedId);
+      assert.equal(server.attributes['http.response.status_code'], 500, 'the header names the trace of this very request');
+
+      const tooLarge = await fetch(`${proxy.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'x'.repeat(2 * 1024 * 1024) });
+      assert.equal(tooLarge.status, 413);
+      assert.equal(tooLarge.headers.get('x-llmtap-error'), 'LLMTAP_BODY_TOO_LARGE');
+      idOf(tooLarge, "llmtap's own 413");
+
+      const notProxied = await fetch(`${proxy.url}/not-a-proxied-path`);
+      assert.equal(notProxied.status, 404);
+      idOf(notProxied, 'a path llmtap does not proxy');
+      assert.equal(ids.size, 3, 'each response names its own trace');
     });
 
     it(`metrics go out over OTLP ${protocol} too: token usage per type with the mock's counts`, async () => {

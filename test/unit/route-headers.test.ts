@@ -44,10 +44,12 @@ describe('routing table (CONTRACT §2)', () => {
     assert.equal(route('/v1/messagesX')?.dialect, 'openai');
   });
 
-  it("llmtap's own /api endpoints and other paths are not forwarded", () => {
-    for (const p of ['/api/usage', '/api/token_counts', '/api/usage-stream', '/api/usage?since=1', '/metrics', '/health', '/', '/v2/chat', '/v1', '/api']) {
+  it("llmtap's own /api and /v1 endpoints and other paths are not forwarded", () => {
+    const own = ['/api/usage', '/api/token_counts', '/api/usage-stream', '/api/usage?since=1', '/v1/usage', '/v1/usage/stats', '/v1/usage/typo', '/v1/diagnostics', '/v1/diagnostics/activity?x=1'];
+    for (const p of [...own, '/metrics', '/health', '/', '/v2/chat', '/v1', '/api']) {
       assert.equal(route(p), null, p);
     }
+    for (const p of ['/v1/usages', '/v1/diagnosticsX', '/v1/models']) assert.equal(route(p)?.dialect, 'openai', `${p} is an OpenAI path`);
   });
 
   it('the query is kept for the upstream, and left out of the path the dialects see', () => {
