@@ -47,10 +47,12 @@ function randomHex(bytes: number): string {
       randomFillSync(POOL);
       poolAt = 0;
     }
-    const hex = POOL.toString('hex', poolAt, poolAt + bytes);
+    const at = poolAt;
     poolAt += bytes;
     // All-zero ids are invalid in W3C Trace Context; vanishingly rare, but never sent.
-    if (!/^0+$/.test(hex)) return hex;
+    let any = 0;
+    for (let i = at; i < at + bytes; i++) any |= POOL[i]!;
+    if (any !== 0) return POOL.toString('hex', at, at + bytes);
   }
 }
 

@@ -224,8 +224,10 @@ async function attempt(x: Exchange, route: Route, apiKey: string | null, retryab
         upstream: { name: route.upstream.name, url: route.upstream.url, origin: route.upstream.origin },
         path: route.path,
       });
+      // The client's own traceparent/tracestate, if any, give way to the ones naming llmtap's CLIENT span.
+      const incoming = req.headers.traceparent !== undefined || req.headers.tracestate !== undefined;
       for (const [name, value] of carried) {
-        removeHeader(headers, name);
+        if (incoming) removeHeader(headers, name);
         headers.push(name, value);
       }
     } catch (err) {
