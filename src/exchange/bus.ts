@@ -97,7 +97,7 @@ export function createExchangeBus(onFirstFailure: (f: TapFailure) => void): Exch
     }
   };
 
-  const safely = (hook: 'onStart' | 'onResponseHead' | 'onChunk', call: (t: ExchangeTap) => void, list: ExchangeTap[]): void => {
+  const safely = (hook: 'onStart' | 'onResponseHead', call: (t: ExchangeTap) => void, list: ExchangeTap[]): void => {
     for (const tap of list) {
       if (!tap[hook]) continue;
       try {
@@ -130,7 +130,14 @@ export function createExchangeBus(onFirstFailure: (f: TapFailure) => void): Exch
       safely('onResponseHead', (t) => t.onResponseHead!(id, status, headers), taps);
     },
     chunk(id, direction, chunk, at) {
-      safely('onChunk', (t) => t.onChunk!(id, direction, chunk, at), chunkTaps);
+      // Called for every chunk of every stream: a plain loop, without the closure safely() would take.
+      for (const tap of chunkTaps) {
+        try {
+          tap.onChunk!(id, direction, chunk, at);
+        } catch (err) {
+          fail(tap, 'onChunk', err);
+        }
+      }
     },
     end(record) {
       queue.push(record);
