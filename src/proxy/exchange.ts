@@ -11,7 +11,7 @@ import type { ExchangeRecord, FailedAttempt, Outcome, Timings, TokenUsage } from
 import type { TraceHandle } from '../exchange/tracing.ts';
 import { sendError } from './error-response.ts';
 import { headerRecord, upstreamRequestHeaders } from './headers.ts';
-import { exchangeId } from './ids.ts';
+import { exchangeId, isoNow } from './ids.ts';
 import { relay, type RelayResult } from './relay.ts';
 import { readRequestBody } from './request-body.ts';
 import { readRequestJson } from './request-json.ts';
@@ -75,7 +75,7 @@ export async function runExchange(deps: ExchangeDeps, route: Route, req: Incomin
 
   const base: Base = {
     id: exchangeId(),
-    startedAt: new Date().toISOString(),
+    startedAt: isoNow(),
     method,
     url,
     dialect: route.dialect,
