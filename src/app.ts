@@ -97,8 +97,8 @@ async function proxy(deps: AppDeps, route: Route, req: IncomingMessage, res: Ser
  * The server's request listener. LLM calls (POST and the other methods that send a body to a forwarded path) go
  * straight to the proxy: llmtap's own endpoints answer GET and HEAD only, and the router already keeps their paths
  * out of forwarding, so Koa has nothing to decide for these, and its per-request context, finish listeners and
- * middleware promises cost about 7 µs a request, a tenth of llmtap's whole cost with a fast upstream (measured with
- * `npm run bench`). Everything else, GET model lists included, goes through Koa.
+ * middleware promises cost about 7 µs of CPU a request, a tenth of llmtap's whole cost with a fast upstream (see
+ * docs/bench.md). Everything else, GET model lists included, goes through Koa.
  */
 export function createRequestListener(deps: AppDeps): RequestListener {
   const koa = createApp(deps).callback();

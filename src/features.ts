@@ -23,7 +23,11 @@ export interface FeatureContext {
 export interface Feature {
   name: string;
   taps?: ExchangeTap[];
-  /** Koa middleware answering llmtap's own endpoints; mounted before the proxy, in order */
+  /**
+   * Koa middleware answering llmtap's own endpoints; mounted before the proxy, in order. Only GET and HEAD reach
+   * them on a path the router forwards: other methods there go straight to the proxy (app.ts). An endpoint that
+   * must answer other methods gets a path the router does not forward (proxy/route.ts).
+   */
   routes?: Middleware[];
   tracer?: RequestTracer;
   /** flush and release, after in-flight exchanges finished and the bus drained */
