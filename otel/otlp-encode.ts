@@ -390,15 +390,6 @@ export function createProtobufBatchEncoder(ctx: EncodeContext): SpanBatchEncoder
   };
 }
 
-/** One batch at once: ExportTraceServiceRequest as protobuf. */
-export function createProtobufEncoder(ctx: EncodeContext): (spans: readonly SpanData[]) => Buffer {
-  const batch = createProtobufBatchEncoder(ctx);
-  return (spans) => {
-    for (const s of spans) batch.append(s);
-    return batch.take();
-  };
-}
-
 type JsonAny = Record<string, never> | { stringValue: string } | { boolValue: boolean } | { intValue: string } | { doubleValue: number } | { arrayValue: { values: JsonAny[] } };
 
 function jsonValue(v: AttrValue | null | undefined): JsonAny {
@@ -435,7 +426,7 @@ export function createJsonBatchEncoder(ctx: EncodeContext): SpanBatchEncoder {
 }
 
 /** The OTLP/JSON encoder: hex ids, int64 as strings, camelCase fields, enums as numbers. */
-export function createJsonEncoder(ctx: EncodeContext): (spans: readonly SpanData[]) => Buffer {
+function createJsonEncoder(ctx: EncodeContext): (spans: readonly SpanData[]) => Buffer {
   const resource = { attributes: jsonAttrs(Object.entries(ctx.resource).flat()) };
   const scope = { name: ctx.scope.name, version: ctx.scope.version };
   return (spans) => {

@@ -15,11 +15,6 @@ export interface RecordQueue {
   /** false when the record did not fit and was dropped */
   push(record: Uint8Array): boolean;
   /**
-   * Room for one record of n bytes, to be written in place at block.used - n before anything else runs;
-   * null when it did not fit and was dropped.
-   */
-  reserve(n: number): Block | null;
-  /**
    * Where to encode the next record, in place at the end of the current block; commit() queues what was
    * written there since. Nothing else may use the queue in between (encoding is synchronous).
    */
@@ -88,15 +83,17 @@ export function createRecordQueue(maxBytes: number, onFirstDrop: () => void, blo
   };
   const out: Out = { buf: Buffer.alloc(0), view: new DataView(new ArrayBuffer(0)), p: 0, grow };
 
+  /** Room for one record of n bytes at block.used - n, or null when it does not fit the bound (dropped). */
+  const reserve = (n: number): Block | null => {
+    if (bytes + n > maxBytes) return drop();
+    if (!current || current.used + n > current.buf.length) current = newBlock(n);
+    queued(current, current.used + n);
+    return current;
+  };
+
   return {
-    reserve(n) {
-      if (bytes + n > maxBytes) return drop();
-      if (!current || current.used + n > current.buf.length) current = newBlock(n);
-      queued(current, current.used + n);
-      return current;
-    },
     push(record) {
-      const block = this.reserve(record.length);
+      const block = reserve(record.length);
       if (!block) return false;
       block.buf.set(record, block.used - record.length);
       return true;

@@ -40,8 +40,6 @@ export interface WriterStats {
 export interface CaptureWriter {
   /** queues one whole record; false when it was dropped */
   write(record: Uint8Array): boolean;
-  /** room for one record of n bytes, written in place by the caller at block.used - n right away; null when dropped */
-  reserve(n: number): Block | null;
   /** where to encode the next record in place; then commit() (see RecordQueue.begin) */
   begin(): Out;
   /** queues the record encoded since begin(); false when it was dropped */
@@ -279,15 +277,6 @@ export function createCaptureWriter(o: WriterOptions): CaptureWriter {
       if (!queue.commit()) return false;
       kick(queue.bytes >= BLOCK_BYTES);
       return true;
-    },
-    reserve(n) {
-      if (closed) {
-        lost++;
-        return null;
-      }
-      const block = queue.reserve(n);
-      if (block) kick(queue.bytes >= BLOCK_BYTES);
-      return block;
     },
     write(record) {
       if (closed) {
