@@ -83,6 +83,10 @@ export function createOtlpSpanExporter(o: OtlpSignalSettings, ctx: EncodeContext
 
 export interface SpanQueue {
   add(span: SpanData): void;
+  /** whether add() would keep a span now: false while the exporter backs off after a failure, or once shut down */
+  accepting(): boolean;
+  /** spans not built because no queue was accepting: counted as add() counts the spans it drops while backing off */
+  skip(count: number): void;
   forceFlush(): Promise<void>;
   shutdown(): Promise<void>;
 }
@@ -182,14 +186,23 @@ export function createSpanQueue(encoder: SpanBatchEncoder, out: GuardedSpanSend<
     }
   }
 
+  function skip(count: number): void {
+    unsent += count;
+    if (unsent >= batchSize) {
+      unsent = 0;
+      out.skipped();
+    } else schedule();
+  }
+
   return {
+    accepting: () => !stopped && !out.paused(),
+    skip(count) {
+      if (!stopped) skip(count);
+    },
     add(span) {
       if (stopped || queued >= b.maxQueueSize) return;
       if (out.paused()) {
-        if (++unsent >= batchSize) {
-          unsent = 0;
-          out.skipped();
-        } else schedule();
+        skip(1);
         return;
       }
       try {

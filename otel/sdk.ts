@@ -30,9 +30,21 @@ export interface SdkOptions {
   metricProducers?: MetricProducer[];
 }
 
+export interface SpanGate {
+  /** some exporter would keep a span now */
+  wants(): boolean;
+  /** spans left unbuilt: counted where each exporter counts the spans it drops while backing off */
+  skip(count: number): void;
+}
+
 export interface TelemetrySdk {
   /** hands a finished sampled span to every trace exporter's queue; null when no trace exporter is on */
   emitSpan: ((span: SpanData) => void) | null;
+  /**
+   * Asked before an exchange's spans are built: while every exporter backs off after a failure (a collector that is
+   * down), building spans only for them to be dropped would cost each request for nothing.
+   */
+  spanGate: SpanGate | null;
   /** OTEL_TRACES_SAMPLER's decision (with no trace exporter: only a sampled incoming trace stays sampled) */
   sample(traceId: string, parent: ParentContext | null): boolean;
   meter: Meter;
@@ -134,6 +146,19 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
         const readable = toReadableSpan(span, resource, scope);
         for (const p of processors) p.onEnd(readable);
       };
+  // SDK processors buffer and retry on their own: with one of them on, spans are always built.
+  const spanGate: SpanGate | null =
+    tracing && processors.length === 0
+      ? {
+          wants: () => {
+            for (const q of queues) if (q.accepting()) return true;
+            return false;
+          },
+          skip: (count) => {
+            for (const q of queues) q.skip(count);
+          },
+        }
+      : null;
   // With no exporter, spans only carry ids (x-llmtap-trace-id, traceparent): a client's sampled trace stays sampled upstream.
   const sample = createSampler(tracing ? settings.sampler : { name: 'parentbased_always_off', ratio: 0 });
   const flushTraces = () => Promise.allSettled([...queues.map((q) => q.forceFlush()), ...processors.map((p) => p.forceFlush())]);
@@ -179,6 +204,7 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
   let stopped: Promise<void> | null = null;
   return {
     emitSpan,
+    spanGate,
     sample,
     meter: meterProvider.getMeter(INSTRUMENTATION_SCOPE, opts.serviceVersion),
     tracing,

@@ -1,8 +1,9 @@
 // A SERVER span per request (continuing an incoming traceparent) and a CLIENT span per upstream call under it.
 import { performance } from 'node:perf_hooks';
 import type { ContentCapture } from './settings.ts';
-import type { TelemetryCall, TelemetryExchange, TelemetryParams } from './exchange.ts';
+import type { TelemetryCall, TelemetryExchange } from './exchange.ts';
 import { createServerOf } from './metrics.ts';
+import type { SpanGate } from './sdk.ts';
 import { ATTR, EVENT } from './semconv.ts';
 import { KIND, STATUS, newSpanId, newTraceId, parseTraceparent, type ParentContext, type SpanAttrs, type SpanData, type SpanEventData } from './span-data.ts';
 
@@ -31,18 +32,6 @@ export interface SpanRecorder {
   begin(method: string, path: string, incoming: IncomingHeaders): RequestSpans;
 }
 
-const PARAM_ATTRS: ReadonlyArray<readonly [keyof TelemetryParams, string]> = [
-  ['maxTokens', ATTR.requestMaxTokens],
-  ['temperature', ATTR.requestTemperature],
-  ['topP', ATTR.requestTopP],
-  ['topK', ATTR.requestTopK],
-  ['frequencyPenalty', ATTR.requestFrequencyPenalty],
-  ['presencePenalty', ATTR.requestPresencePenalty],
-  ['seed', ATTR.requestSeed],
-  ['stopSequences', ATTR.requestStopSequences],
-  ['choiceCount', ATTR.requestChoiceCount],
-];
-
 /** `{gen_ai.operation.name} {gen_ai.request.model}`; HTTP's `{method} {path}` for calls that generate nothing. */
 export function clientSpanName(call: Pick<TelemetryCall, 'operation' | 'model' | 'method' | 'path'>): string {
   if (!call.operation) return `${call.method} ${call.path}`;
@@ -58,6 +47,8 @@ export interface SpanRecorderOptions {
   content: ContentCapture;
   /** where finished sampled spans go; null when no trace exporter is on (ids and traceparent still flow) */
   emit: ((span: SpanData) => void) | null;
+  /** asked before building an exchange's spans: no exporter would keep them now (see SpanGate) */
+  gate?: SpanGate | null;
   /** OTEL_TRACES_SAMPLER's decision for a new trace or a continued one */
   sample(traceId: string, parent: ParentContext | null): boolean;
   /** the upstream call started this many ms after the request arrived (the metrics tap reads it back at the end) */
@@ -80,14 +71,21 @@ function clientAttributes(call: TelemetryCall, x: TelemetryExchange, serverOf: R
   ];
   if (call.operation) a.push(ATTR.operationName, call.operation);
   if (call.model !== 'unknown') a.push(ATTR.requestModel, call.model);
+  // Field by field rather than a loop over names: a lookup by a varying key is megamorphic, on every request.
+  // Arrays go on as they are: the record is final, and spans are encoded or handed on before anything else runs.
   const p = call.params;
-  for (const [key, attr] of PARAM_ATTRS) {
-    const v = p[key];
-    if (v !== undefined) a.push(attr, Array.isArray(v) ? [...v] : (v as number));
-  }
+  if (p.maxTokens !== undefined) a.push(ATTR.requestMaxTokens, p.maxTokens);
+  if (p.temperature !== undefined) a.push(ATTR.requestTemperature, p.temperature);
+  if (p.topP !== undefined) a.push(ATTR.requestTopP, p.topP);
+  if (p.topK !== undefined) a.push(ATTR.requestTopK, p.topK);
+  if (p.frequencyPenalty !== undefined) a.push(ATTR.requestFrequencyPenalty, p.frequencyPenalty);
+  if (p.presencePenalty !== undefined) a.push(ATTR.requestPresencePenalty, p.presencePenalty);
+  if (p.seed !== undefined) a.push(ATTR.requestSeed, p.seed);
+  if (p.stopSequences !== undefined) a.push(ATTR.requestStopSequences, p.stopSequences);
+  if (p.choiceCount !== undefined) a.push(ATTR.requestChoiceCount, p.choiceCount);
   if (x.responseId) a.push(ATTR.responseId, x.responseId);
   if (x.responseModel) a.push(ATTR.responseModel, x.responseModel);
-  if (x.finishReasons.length > 0) a.push(ATTR.responseFinishReasons, [...x.finishReasons]);
+  if (x.finishReasons.length > 0) a.push(ATTR.responseFinishReasons, x.finishReasons);
   const u = x.usage;
   if (u.input !== null) a.push(ATTR.usageInputTokens, u.input);
   if (u.output !== null) a.push(ATTR.usageOutputTokens, u.output);
@@ -104,6 +102,7 @@ function clientAttributes(call: TelemetryCall, x: TelemetryExchange, serverOf: R
 
 interface Shared {
   emit: ((span: SpanData) => void) | null;
+  gate: SpanGate | null;
   serverOf: ReturnType<typeof createServerOf>;
   contentOnSpan: boolean;
   contentAsEvent: boolean;
@@ -171,9 +170,13 @@ class ExchangeSpans implements RequestSpans {
     const emit = sh.emit;
     // Recording: sampled, with an exporter to send to (serverSpanId is only made then).
     if (!emit || this.serverSpanId === '') return;
+    const call = this.call;
+    if (sh.gate && !sh.gate.wants()) {
+      sh.gate.skip(call ? 2 : 1);
+      return;
+    }
     const clientStartedAt = this.clientStartedAt;
     const endAt = Math.max(this.startedAt + x.timings.duration, clientStartedAt);
-    const call = this.call;
     if (call) {
       const a = clientAttributes(call, x, sh.serverOf);
       const events: SpanEventData[] = [];
@@ -244,6 +247,11 @@ class ExchangeSpans implements RequestSpans {
     this.ended = true;
     const emit = this.shared.emit;
     if (!emit || this.serverSpanId === '') return;
+    const gate = this.shared.gate;
+    if (gate && !gate.wants()) {
+      gate.skip(1);
+      return;
+    }
     const sa: SpanAttrs = [ATTR.httpRequestMethod, this.method, ATTR.urlPath, this.path, ATTR.httpResponseStatusCode, status];
     let statusCode: number = STATUS.unset;
     if (status >= 500) {
@@ -258,6 +266,7 @@ class ExchangeSpans implements RequestSpans {
 export function createSpanRecorder(opts: SpanRecorderOptions): SpanRecorder {
   const shared: Shared = {
     emit: opts.emit,
+    gate: opts.gate ?? null,
     serverOf: createServerOf(),
     contentOnSpan: opts.content === 'SPAN_ONLY' || opts.content === 'SPAN_AND_EVENT',
     contentAsEvent: opts.content === 'EVENT_ONLY' || opts.content === 'SPAN_AND_EVENT',

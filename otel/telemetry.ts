@@ -41,6 +41,7 @@ export async function startTelemetry(settings: TelemetrySettings, opts: Telemetr
     spans: createSpanRecorder({
       content: settings.content,
       emit: sdk.emitSpan,
+      gate: sdk.spanGate,
       sample: sdk.sample,
       onUpstream: opts.onUpstream,
       takeContent: content ? (id, stream) => content.take(id, stream) : undefined,

@@ -30,7 +30,8 @@ const DEFAULTS = {
   ttfbWarmup: 30,
   // llmtap's first slice ran well below its later ones after a 1 s warm-up: it has more code to get optimised.
   warmupS: 2,
-  slices: 4,
+  // Many short rounds: the checks pair each round's slices, and the median of 8 rounds shrugs off a noisy one or two.
+  slices: 8,
   llmtapEntry: join(ROOT, 'scripts', 'llmtap.mjs'),
 } as const;
 
@@ -392,6 +393,11 @@ function pinningWorks(): { ok: true } | { ok: false; why: string } {
 // ---------------------------------------------------------------------------------------------------------------
 // The run
 
+/** The node process behind a spawned server (taskset execs it in place, so the pid is the same). */
+function pidsOf(s: Spawned): number[] {
+  return s.child.pid ? [s.child.pid] : [];
+}
+
 function isLoadResult(value: unknown): value is LoadResult {
   if (typeof value !== 'object' || value === null) return false;
   const targets = (value as { targets?: unknown }).targets;
@@ -481,14 +487,15 @@ async function main(argv: string[]): Promise<number> {
     const targets: LoadPlan['targets'] = [];
     for (const def of options.targets) {
       if (!def.start) {
-        targets.push({ name: def.name, origin: upstreamUrl });
+        targets.push({ name: def.name, origin: upstreamUrl, pids: pidsOf(upstream) });
         continue;
       }
       const port = await freePort();
       const spec = def.start({ upstreamUrl, port, llmtapEntry: options.llmtapEntry, otlpSinkUrl: sink.url, closedUrl });
       const started = fleet.spawn(def.name, CPU.servers, spec, 'server');
       await fleet.ready(started, port);
-      targets.push({ name: def.name, origin: `http://${HOST}:${port}` });
+      // The upstream's CPU counts too: it shares the servers' core, and a proxy that makes it work harder costs that.
+      targets.push({ name: def.name, origin: `http://${HOST}:${port}`, pids: [...pidsOf(started), ...pidsOf(upstream)] });
     }
 
     const plan: LoadPlan = {

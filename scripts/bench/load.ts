@@ -1,4 +1,5 @@
 // The benchmark's load generator: runs in its own (pinned) process, drives every target and prints the figures as JSON.
+import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { Agent, request } from 'undici';
 import { z } from 'zod';
@@ -9,7 +10,16 @@ export const PLAN_ENV = 'BENCH_PLAN';
 
 const PlanSchema = z.object({
   // The bench only ever talks to servers it started itself.
-  targets: z.array(z.object({ name: z.string().min(1), origin: z.string().url().refine((u) => new URL(u).hostname === '127.0.0.1', 'a 127.0.0.1 URL') })).min(1),
+  targets: z
+    .array(
+      z.object({
+        name: z.string().min(1),
+        origin: z.string().url().refine((u) => new URL(u).hostname === '127.0.0.1', 'a 127.0.0.1 URL'),
+        /** the processes that do this target's work on the servers' CPU (the proxy and the upstream): their CPU time is read per slice */
+        pids: z.array(z.number().int().positive()).default([]),
+      }),
+    )
+    .min(1),
   durationS: z.number().positive().max(600),
   warmupS: z.number().min(0).max(60),
   connections: z.number().int().min(1).max(1000),
@@ -35,6 +45,13 @@ export interface RunFigures {
   durationS: number;
   /** throughput runs: (max − min) / mean of the slices' req/s, a measure of how steady the machine was */
   spread: number | null;
+  /** throughput runs: each slice's req/s, one per round in round order (the report pairs them across targets) */
+  sliceRps: number[] | null;
+  /**
+   * throughput runs: CPU time (user + system, all threads) the target's processes used per 2xx response, in µs.
+   * Unlike req/s it does not move with the share of the CPU that other tenants leave: it is the cost of a request.
+   */
+  cpuUsPerReq: number | null;
 }
 
 export interface TargetFigures {
@@ -96,13 +113,37 @@ interface Tally {
   non2xx: number;
   errors: number;
   durationS: number;
+  /** CPU ms the target's processes used during the slice; null when /proc could not tell */
+  cpuMs: number | null;
+}
+
+/** /proc's clock ticks per second (USER_HZ): 100 on every Linux that Node runs on. */
+const TICKS_PER_S = 100;
+
+/** utime + stime of these processes, all their threads, in ms; null when a /proc entry is missing (not Linux, a process gone). */
+function cpuMsOf(pids: readonly number[]): number | null {
+  if (pids.length === 0) return null;
+  let ticks = 0;
+  for (const pid of pids) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      return null;
+    }
+    // The command name (field 2) may hold spaces: count fields from the ')' that closes it. utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return Number.isFinite(ticks) ? (ticks * 1000) / TICKS_PER_S : null;
 }
 
 /**
  * One autocannon slice. Latencies are taken from its per-response event rather than its histogram,
  * which keeps whole milliseconds only: too coarse for a proxy that adds tenths of one.
  */
-function cannon(origin: string, body: string, durationS: number, connections: number, samples: Samples | null): Promise<Tally> {
+function cannon(origin: string, body: string, durationS: number, connections: number, samples: Samples | null, pids: readonly number[] = []): Promise<Tally> {
+  const cpuBefore = cpuMsOf(pids);
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -119,7 +160,11 @@ function cannon(origin: string, body: string, durationS: number, connections: nu
       },
       (err: Error | null, result: autocannon.Result) => {
         if (err) reject(err);
-        else resolve({ ok: result['2xx'], non2xx: result.non2xx, errors: result.errors, durationS: result.duration });
+        else {
+          const cpuAfter = cpuMsOf(pids);
+          const cpuMs = cpuBefore !== null && cpuAfter !== null ? cpuAfter - cpuBefore : null;
+          resolve({ ok: result['2xx'], non2xx: result.non2xx, errors: result.errors, durationS: result.duration, cpuMs });
+        }
       },
     );
     if (samples) {
@@ -147,17 +192,21 @@ async function throughput(plan: LoadPlan, run: 'nonStreaming' | 'streaming'): Pr
       // Each target's unmeasured warm-up runs right before its first slice: warmed all at once up front, every
       // target then sat idle while the others warmed, and the first round came out far below the later ones.
       if (round === 0 && plan.warmupS > 0) await cannon(plan.targets[t]!.origin, REQUEST_BODIES[run], plan.warmupS, plan.connections, null);
-      const slice = await cannon(plan.targets[t]!.origin, REQUEST_BODIES[run], plan.durationS / plan.slices, plan.connections, samples[t]!);
+      const slice = await cannon(plan.targets[t]!.origin, REQUEST_BODIES[run], plan.durationS / plan.slices, plan.connections, samples[t]!, plan.targets[t]!.pids);
       slices[t]!.push(slice);
     }
   }
   return slices.map((mine, t) => {
     const sorted = samples[t]!.sorted();
-    const sum = (key: keyof Tally): number => mine.reduce((acc, s) => acc + s[key], 0);
+    const sum = (key: Exclude<keyof Tally, 'cpuMs'>): number => mine.reduce((acc, s) => acc + s[key], 0);
+    const cpuKnown = mine.every((s) => s.cpuMs !== null);
+    const cpuMs = mine.reduce((acc, s) => acc + (s.cpuMs ?? 0), 0);
     const rates = mine.map((s) => s.ok / s.durationS);
     const mean = rates.reduce((a, b) => a + b, 0) / rates.length;
     const rps = sum('ok') / sum('durationS');
-    log(`  ${plan.targets[t]!.name.padEnd(12)} ${Math.round(rps)} req/s (slices: ${rates.map((r) => Math.round(r)).join(', ')})`);
+    const cpuUsPerReq = cpuKnown && sum('ok') > 0 ? (cpuMs * 1000) / sum('ok') : null;
+    const cpu = cpuUsPerReq !== null ? `, ${Math.round(cpuUsPerReq)} µs CPU/req` : '';
+    log(`  ${plan.targets[t]!.name.padEnd(12)} ${Math.round(rps)} req/s${cpu} (slices: ${rates.map((r) => Math.round(r)).join(', ')})`);
     return {
       rps,
       p50Ms: percentile(sorted, 50),
@@ -167,6 +216,8 @@ async function throughput(plan: LoadPlan, run: 'nonStreaming' | 'streaming'): Pr
       errors: sum('errors'),
       durationS: sum('durationS'),
       spread: mean > 0 ? (Math.max(...rates) - Math.min(...rates)) / mean : null,
+      sliceRps: rates,
+      cpuUsPerReq,
     };
   });
 }
@@ -250,7 +301,7 @@ async function ttfb(plan: LoadPlan, agents: Agent[]): Promise<RunFigures[]> {
   const durationS = (Date.now() - started) / 1000;
   return samples.map((s, t) => {
     const sorted = s.sorted();
-    return { rps: null, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), ok: sorted.length, non2xx: non2xx[t]!, errors: errors[t]!, durationS, spread: null };
+    return { rps: null, p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), ok: sorted.length, non2xx: non2xx[t]!, errors: errors[t]!, durationS, spread: null, sliceRps: null, cpuUsPerReq: null };
   });
 }
 

@@ -32,7 +32,10 @@ export const CHECKS: readonly CheckSpec[] = [
 export interface CheckResult extends CheckSpec {
   candidate: string;
   reference: string;
+  /** ratio checks: the median of the rounds' ratios (see pairedRatio); delta checks: the difference of the medians */
   value: number;
+  /** ratio checks: candidate ÷ reference req/s in each round, in round order (null when the runs had no rounds to pair) */
+  rounds: number[] | null;
   pass: boolean;
   /** why a check fails whatever its value: a run with errors or a target that answered wrongly */
   spoiled: string | null;
@@ -55,6 +58,26 @@ const RUN_LABEL: Record<RunName, string> = {
   ttfb: 'ttfb',
 };
 
+export function median(values: readonly number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  const mid = v.length >> 1;
+  return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+}
+
+/**
+ * Candidate ÷ reference throughput, pairing the slices that ran in the same round (seconds apart) and taking the
+ * median over the rounds. On a shared machine the capacity left to the bench swings by 20-40% from one second to
+ * the next; a ratio of whole-run totals carries every swing that fell on one target and not the other, while a
+ * round's two slices mostly see the same machine, and the median drops the rounds a burst split.
+ */
+export function pairedRatio(candidate: RunFigures, reference: RunFigures): { value: number; rounds: number[] | null } {
+  const c = candidate.sliceRps;
+  const r = reference.sliceRps;
+  if (!c || !r || c.length !== r.length || c.length < 2) return { value: (candidate.rps ?? NaN) / (reference.rps ?? NaN), rounds: null };
+  const rounds = c.map((rate, i) => rate / r[i]!);
+  return { value: median(rounds), rounds };
+}
+
 export function failures(run: RunFigures): number {
   return run.non2xx + run.errors;
 }
@@ -70,18 +93,32 @@ export function buildReport(result: LoadResult, meta: ReportMeta): Report {
         const spec = other && base.kind === 'ratio' ? { ...base, limit: other.ratio } : base;
         const c = candidate.runs[spec.run];
         const r = reference.runs[spec.run];
-        const value = spec.kind === 'ratio' ? (c.rps ?? NaN) / (r.rps ?? NaN) : (c.p50Ms ?? NaN) - (r.p50Ms ?? NaN);
+        const { value, rounds } = spec.kind === 'ratio' ? pairedRatio(c, r) : { value: (c.p50Ms ?? NaN) - (r.p50Ms ?? NaN), rounds: null };
         const spoiled =
           [candidate, reference].flatMap((t) => [
             ...(t.sanity.length ? [`${t.name} answered wrongly`] : []),
             ...(failures(t.runs[spec.run]) ? [`${t.name} had errors`] : []),
           ])[0] ?? null;
         const withinLimit = spec.kind === 'ratio' ? value >= spec.limit : value <= spec.limit;
-        checks.push({ ...spec, candidate: candidate.name, reference: reference.name, value, pass: withinLimit && !spoiled && Number.isFinite(value), spoiled });
+        checks.push({ ...spec, candidate: candidate.name, reference: reference.name, value, rounds, pass: withinLimit && !spoiled && Number.isFinite(value), spoiled });
       }
     }
   }
   return { meta, targets: result.targets, checks, pass: checks.length > 0 && checks.every((c) => c.pass) };
+}
+
+/** Each ratio check's pair compared by CPU per request: reference µs ÷ candidate µs, the throughput ratio if both had the same CPU. */
+export function equalCpuRatios(report: Report): string[] {
+  const out: string[] = [];
+  for (const c of report.checks) {
+    if (c.kind !== 'ratio') continue;
+    const run = c.run;
+    const cand = report.targets.find((t) => t.name === c.candidate)?.runs[run].cpuUsPerReq;
+    const ref = report.targets.find((t) => t.name === c.reference)?.runs[run].cpuUsPerReq;
+    if (!cand || !ref) continue;
+    out.push(`${c.candidate} ${fixed(ref / cand, 2)}× ${c.reference} (${RUN_LABEL[run]})`);
+  }
+  return out;
 }
 
 function fixed(n: number | null, digits: number): string {
@@ -92,7 +129,8 @@ function fixed(n: number | null, digits: number): string {
 function describeCheck(c: CheckResult, referenceName: string): string {
   // Rounded first, so that −0.001 reads +0.00 rather than −0.00.
   const shown = Math.round(c.value * 100) / 100 || 0;
-  const figure = c.kind === 'ratio' ? `${fixed(shown, 2)}×` : `${shown >= 0 ? '+' : ''}${fixed(shown, 2)} ms`;
+  const range = c.rounds ? ` [${fixed(Math.min(...c.rounds), 2)}–${fixed(Math.max(...c.rounds), 2)}]` : '';
+  const figure = c.kind === 'ratio' ? `${fixed(shown, 2)}×${range}` : `${shown >= 0 ? '+' : ''}${fixed(shown, 2)} ms`;
   const limit = c.kind === 'ratio' ? `≥ ${fixed(c.limit, 2)}×` : `≤ +${c.limit} ms`;
   return `${figure} (${limit}) ${c.pass ? 'PASS' : 'FAIL'}${c.spoiled ? ` (${c.spoiled})` : ''}${c.reference !== referenceName ? ` vs ${c.reference}` : ''}`;
 }
@@ -108,7 +146,7 @@ function table(rows: string[][], rightAligned: ReadonlySet<number>): string {
 export function formatReport(report: Report): string {
   const { meta } = report;
   const reference = report.targets.find((t) => meta.roles[t.name] === 'reference')?.name ?? 'reference';
-  const header = ['run', 'target', 'req/s', 'p50 ms', 'p99 ms', 'errors', `vs ${reference}`];
+  const header = ['run', 'target', 'req/s', 'CPU µs/req', 'p50 ms', 'p99 ms', 'errors', `vs ${reference}`];
   const rows: string[][] = [header];
   const notes: string[] = [];
   const unsteadyRuns: string[] = [];
@@ -124,6 +162,7 @@ export function formatReport(report: Report): string {
         i === 0 ? RUN_LABEL[run] : '',
         t.name,
         `${fixed(f.rps, 0)}${unsteady ? ' ~' : ''}`,
+        fixed(f.cpuUsPerReq, 0),
         fixed(f.p50Ms, 2),
         fixed(f.p99Ms, 2),
         bad ? `${bad} !` : '0',
@@ -132,6 +171,18 @@ export function formatReport(report: Report): string {
     });
   }
   for (const t of report.targets) for (const problem of t.sanity) notes.push(`! ${t.name}: ${problem}`);
+  const paired = report.checks.find((c) => c.rounds);
+  if (paired) {
+    notes.push(
+      `ratios: the median over ${paired.rounds!.length} rounds of the two targets' req/s in the same round, seconds apart; [the lowest–the highest round]`,
+    );
+  }
+  const atEqualCpu = equalCpuRatios(report);
+  if (atEqualCpu.length) {
+    notes.push(
+      `CPU µs/req: the servers' CPU time (proxy and upstream) per response. At equal CPU, throughput would compare as ${atEqualCpu.join(', ')}`,
+    );
+  }
   if (unsteadyRuns.length) {
     notes.push(
       `~ unsteady: the slices of a run differed by more than ${UNSTEADY_SPREAD * 100}% of their mean (${unsteadyRuns.join(', ')});`,
@@ -147,5 +198,5 @@ export function formatReport(report: Report): string {
   const verdict = report.checks.length
     ? `targets: ${report.pass ? 'PASS' : 'FAIL'} (${passed}/${report.checks.length} met)`
     : 'targets: not checked (no reference and candidate both ran)';
-  return [...setup, '', table(rows, new Set([2, 3, 4, 5])), '', ...notes, ...(notes.length ? [''] : []), verdict].join('\n');
+  return [...setup, '', table(rows, new Set([2, 3, 4, 5, 6])), '', ...notes, ...(notes.length ? [''] : []), verdict].join('\n');
 }

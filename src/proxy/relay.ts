@@ -134,6 +134,8 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private tickQueued = false;
+  /** performance.now() at the current read's first chunk: the arrival time of every chunk of that read */
+  private tickAt = 0;
   /** the client socket, corked when a stream's head went out, until the end of the tick */
   private corked: Socket | null = null;
   private readonly onClose = (): void => this.settle();
@@ -326,7 +328,7 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
         if (socket && !socket.writableCorked) {
           socket.cork();
           this.corked = socket;
-          this.queueTick();
+          if (!this.tickQueued) this.queueTick(t);
         }
         res.flushHeaders();
       }
@@ -336,12 +338,17 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
       return;
     }
     this.s.bus.responseHead(rq.id, statusCode, out as Record<string, string | string[]>);
-    this.overhead += performance.now() - t;
+    const end = performance.now();
+    this.overhead += end - t;
+    // Body bytes that came in the same read arrive after the head: their time, and the tick's overhead, start here.
+    if (this.corked) this.tickAt = end;
   }
 
   onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
-    const t = performance.now();
     if (this.ended) return;
+    // Chunks of one read come in one go: the read's first chunk takes the time, and the tick's end counts the overhead.
+    if (!this.tickQueued) this.queueTick(performance.now());
+    const t = this.tickAt;
     this.bytesIn += chunk.length;
     this.lastActivity = t;
     if (this.decoder) this.decoder.write(chunk);
@@ -349,22 +356,21 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
     const out = this.transform ? this.transform.push(chunk) : chunk;
     if (out.length > 0) {
       this.bytesOut += out.length;
-      if (this.wantsChunks) this.s.bus.chunk(this.rq.id, 'response', out, t - this.rq.t0);
       this.pending.push(out);
       this.pendingBytes += out.length;
-      this.queueTick();
     }
-    this.overhead += performance.now() - t;
   }
 
   onResponseEnd(): void {
-    const t = performance.now();
     if (this.ended) return;
+    // In the tick of the last read (the usual case) the tick's end counts this too.
+    const own = !this.tickQueued;
+    const t = own ? performance.now() : this.tickAt;
+    if (own) this.tickAt = t;
     if (this.transform) {
       const tail = this.transform.end();
       if (tail.length > 0) {
         this.bytesOut += tail.length;
-        if (this.wantsChunks) this.s.bus.chunk(this.rq.id, 'response', tail, t - this.rq.t0);
         this.pending.push(tail);
         this.pendingBytes += tail.length;
       }
@@ -374,7 +380,7 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
     const rest = this.takePending();
     if (rest) this.rq.res.end(rest);
     else this.rq.res.end();
-    this.overhead += performance.now() - t;
+    if (own) this.overhead += performance.now() - t;
   }
 
   /**
@@ -383,18 +389,23 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
    * as one chunk instead of twenty saves most of the relay's per-chunk cost; the client gets the same bytes at the
    * same moment.
    */
-  private queueTick(): void {
-    if (this.tickQueued) return;
+  private queueTick(at: number): void {
     this.tickQueued = true;
+    this.tickAt = at;
     process.nextTick(endOfTick, this);
   }
 
+  /**
+   * The bytes of the current read, as one buffer. Taps see them here, once per read with the read's arrival time:
+   * what came in together is one chunk to a capture too, as it is on the wire to the client.
+   */
   private takePending(): Buffer | null {
     const p = this.pending;
     if (p.length === 0) return null;
     const out = p.length === 1 ? p[0]! : Buffer.concat(p, this.pendingBytes);
     this.pending = [];
     this.pendingBytes = 0;
+    if (this.wantsChunks) this.s.bus.chunk(this.rq.id, 'response', out, this.tickAt - this.rq.t0);
     return out;
   }
 
@@ -413,6 +424,7 @@ class Relay implements Dispatcher.DispatchHandler, RelayResult {
       this.corked = null;
       socket.uncork();
     }
+    this.overhead += performance.now() - this.tickAt;
   }
 
   onResponseError(_c: Dispatcher.DispatchController, err: Error): void {

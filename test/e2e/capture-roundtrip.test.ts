@@ -15,7 +15,7 @@ import { BATCH_BYTES, BATCH_MS, type ChunkRecord, type ChunksRecord } from '../.
 import { readAllRecords } from '../../src/capture/reader.ts';
 import { generatedText, responseBytes } from '../../src/capture/reassemble.ts';
 import type { FeatureFactory } from '../../src/features.ts';
-import { DEFAULT_PIECES, startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.ts';
+import { DEFAULT_PIECES, defaultScript, startMockUpstream, type MockUpstream } from '../helpers/mock-upstream.ts';
 import { postJson, type RawResponse } from '../helpers/http-client.ts';
 import { REPO_ROOT } from '../helpers/llmtap-process.ts';
 
@@ -86,6 +86,11 @@ describe('round trip per dialect, streaming and not', () => {
 
   before(async () => {
     const s = await start({ captureDir: dir(), captureRedact: ['x-custom-secret'] });
+    // A chunk record holds one read: frames a few ms apart arrive in separate reads, as a model's tokens do.
+    mock.handle((req) => {
+      const script = defaultScript(req);
+      return script.kind === 'chat' ? { ...script, gapMs: 3 } : script;
+    });
     for (const c of CASES) {
       for (const stream of [false, true]) {
         const body = { ...c.body, stream };
@@ -94,6 +99,7 @@ describe('round trip per dialect, streaming and not', () => {
         sent.push({ name: `${c.dialect} ${c.path} stream=${stream}`, res, stream });
       }
     }
+    mock.handle(defaultScript);
     await s.proxy.close();
     assert.equal(s.feature().stats().written > 0, true);
     byUrlOrder = [...(await exchangesIn(dir())).values()];
@@ -117,7 +123,7 @@ describe('round trip per dialect, streaming and not', () => {
       assert.ok(bytes, name);
       assert.ok(bytes.equals(res.body), `${name}: captured ${bytes.length} bytes, client got ${res.body.length}`);
       const chunks = ex.chunks.filter((c) => c.dir === 'response');
-      if (stream) assert.ok(chunks.length > 1, `${name}: streamed in several chunks (${chunks.length})`);
+      if (stream) assert.ok(chunks.length > 1, `${name}: streamed in several reads, a chunk record each (${chunks.length})`);
       for (let k = 1; k < chunks.length; k++) {
         assert.ok(chunks[k]!.at >= chunks[k - 1]!.at, `${name}: chunk ${k} at ${chunks[k]!.at} after ${chunks[k - 1]!.at}`);
         assert.ok(chunks[k]!.wall >= chunks[k - 1]!.wall);
@@ -224,6 +230,7 @@ describe('LLMTAP_CAPTURE_BODIES=off', () => {
     const dir = join(root, 'nobodies');
     const s = await start({ captureDir: dir, captureBodies: false });
     const prompt = 'a-prompt-that-must-not-be-written';
+    mock.once({ kind: 'chat', gapMs: 3 });
     const res = await postJson(`${s.proxy.url}/v1/chat/completions`, { model: 'gpt-4o-mini', messages: [{ role: 'user', content: prompt }], stream: true }, headersFor('openai'));
     assert.equal(res.status, 200);
     await s.proxy.close();
