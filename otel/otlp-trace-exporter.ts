@@ -83,9 +83,9 @@ export function createOtlpSpanExporter(o: OtlpSignalSettings, ctx: EncodeContext
 
 export interface SpanQueue {
   add(span: SpanData): void;
-  /** whether add() would keep a span now: false while the exporter backs off after a failure, or once shut down */
+  /** whether add() would keep a span now: false while the exporter backs off after a failure, while the queue is full, or once shut down */
   accepting(): boolean;
-  /** spans not built because no queue was accepting: counted as add() counts the spans it drops while backing off */
+  /** spans not built because no queue was accepting: dropped as add() would have dropped them (counted while backing off) */
   skip(count: number): void;
   forceFlush(): Promise<void>;
   shutdown(): Promise<void>;
@@ -195,9 +195,10 @@ export function createSpanQueue(encoder: SpanBatchEncoder, out: GuardedSpanSend<
   }
 
   return {
-    accepting: () => !stopped && !out.paused(),
+    accepting: () => !stopped && queued < b.maxQueueSize && !out.paused(),
     skip(count) {
-      if (!stopped) skip(count);
+      // A full queue drops silently, as add() does; only a backing-off exporter counts what it skipped.
+      if (!stopped && out.paused()) skip(count);
     },
     add(span) {
       if (stopped || queued >= b.maxQueueSize) return;

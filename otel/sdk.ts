@@ -42,7 +42,8 @@ export interface TelemetrySdk {
   emitSpan: ((span: SpanData) => void) | null;
   /**
    * Asked before an exchange's spans are built: while every exporter backs off after a failure (a collector that is
-   * down), building spans only for them to be dropped would cost each request for nothing.
+   * down) or has a full queue (one that cannot keep up), building spans only for them to be dropped would cost each
+   * request for nothing.
    */
   spanGate: SpanGate | null;
   /** OTEL_TRACES_SAMPLER's decision (with no trace exporter: only a sampled incoming trace stays sampled) */

@@ -49,7 +49,7 @@ export interface RunFigures {
   sliceRps: number[] | null;
   /**
    * throughput runs: CPU time (user + system, all threads) the target's processes used per 2xx response, in µs.
-   * Unlike req/s it does not move with the share of the CPU that other tenants leave: it is the cost of a request.
+   * Unlike req/s it leaves out the time the CPU sat idle; cycles the host takes unseen still inflate it.
    */
   cpuUsPerReq: number | null;
 }

@@ -85,6 +85,19 @@ describe('span queue while the exporter backs off', () => {
     out.down = false;
     assert.equal(q.accepting(), true, 'accepting again once the back-off is over');
   });
+
+  it('says it accepts nothing while its queue is full, and drops skipped spans silently then, as add() does', async () => {
+    const out = fakeOut();
+    const encoder = fakeEncoder();
+    // The one export in flight never finishes: the queue fills up behind it.
+    out.send = () => {};
+    const q = createSpanQueue(encoder, out, { ...BATCH, maxQueueSize: 6, maxExportBatchSize: 2 });
+    for (let i = 0; i < 10; i++) q.add({} as SpanData);
+    assert.equal(encoder.appended.length, 8, 'two sent, six queued, two dropped');
+    assert.equal(q.accepting(), false);
+    q.skip(100);
+    assert.equal(out.skippedBatches, 0, 'not a failure: nothing is counted');
+  });
 });
 
 describe('span recorder with a gate', () => {
