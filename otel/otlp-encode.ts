@@ -61,8 +61,7 @@ class Writer {
       this.buf[start - 1] = len;
       return;
     }
-    let extra = 0;
-    for (let l = len >>> 7; l > 0; l >>>= 7) extra++;
+    const extra = varintSize(len) - 1;
     this.ensure(extra);
     this.buf.copyWithin(start + extra, start, this.pos);
     this.pos += extra;

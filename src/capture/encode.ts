@@ -213,7 +213,7 @@ export function newBatch(bodies: boolean, wallOffset: number): ChunkBatch {
   return { at: [], size: [], data: bodies ? [] : null, wallOffset, bytes: 0 };
 }
 
-// The chunks record: at and wall always as 64-bit floats, sizes as 32-bit integers (a reader takes any width).
+// The chunks record: at and wall always as 64-bit floats, sizes as the smallest integer that holds them.
 const CHUNKS_START = mapStart(7, key('type', 'chunks'), key('id'));
 const DIR = { request: key('dir', 'request'), response: key('dir', 'response') };
 const K_AT = key('at');
@@ -264,5 +264,3 @@ export function encodeChunks(id: string, dir: 'request' | 'response', b: ChunkBa
   writeChunks(o, id, dir, b);
   return Buffer.from(o.buf.subarray(0, o.p));
 }
-
-export { createOut, type Out };

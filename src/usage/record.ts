@@ -77,7 +77,6 @@ export const USAGE_FIELDS = [
 
 const ms = (v: number | null): number | null => (v === null ? null : Math.round(v * 10) / 10);
 
-
 /** An error as a usage total counts it: llmtap or the upstream failed the request, or it never completed. */
 export function isError(r: Pick<UsageRecord, 'outcome' | 'status'>): boolean {
   return r.outcome !== 'ok' || r.status === null || r.status >= 400;
