@@ -55,11 +55,12 @@ class Writer {
     return this.pos;
   }
 
-  close(start: number): void {
+  /** Writes the field's length; returns by how many bytes its content moved to make room for a longer one. */
+  close(start: number): number {
     const len = this.pos - start;
     if (len < 128) {
       this.buf[start - 1] = len;
-      return;
+      return 0;
     }
     const extra = varintSize(len) - 1;
     this.ensure(extra);
@@ -72,6 +73,7 @@ class Writer {
       v >>>= 7;
     }
     this.buf[p] = v;
+    return extra;
   }
 
   string(field: number, s: string): void {
@@ -117,8 +119,10 @@ class Writer {
     const n = hex.length >>> 1;
     this.ensure(n + 1);
     const b = this.buf;
-    b[this.pos++] = n;
-    for (let i = 0; i < n; i++) b[this.pos++] = (HEX[hex.charCodeAt(2 * i)]! << 4) | HEX[hex.charCodeAt(2 * i + 1)]!;
+    let p = this.pos;
+    b[p++] = n;
+    for (let i = 0; i < 2 * n; i += 2) b[p++] = (HEX[hex.charCodeAt(i)]! << 4) | HEX[hex.charCodeAt(i + 1)]!;
+    this.pos = p;
   }
 
   /** fixed64 epoch nanos from a performance.now() reading, exact (no BigInt). */
@@ -208,61 +212,96 @@ function keyField(key: string): Uint8Array {
   return k;
 }
 
-/**
- * Encoded KeyValue bodies (key and value) of string and boolean attributes, per key and value. Consecutive
- * exchanges repeat most of them (provider, server, upstream, model, outcome...): copying ~30 bytes is cheaper
- * than encoding them again. A key that keeps bringing new values (ids) fills its slots and is then left alone.
- */
-const KV_CACHE = new Map<string, Map<string | boolean, Uint8Array> | null>();
-const KV_VALUES_PER_KEY = 32;
-const KV_KEYS_MAX = 256;
-const KV_VALUE_MAX_LENGTH = 120;
-
-function cachedKeyValue(key: string, v: string | boolean): Uint8Array | null {
-  let values = KV_CACHE.get(key);
-  if (values === null) return null;
-  if (values === undefined) {
-    if (KV_CACHE.size >= KV_KEYS_MAX) return null;
-    values = new Map();
-    KV_CACHE.set(key, values);
-  }
-  const hit = values.get(v);
-  if (hit) return hit;
-  if (typeof v === 'string' && v.length > KV_VALUE_MAX_LENGTH) return null;
-  if (values.size >= KV_VALUES_PER_KEY) {
-    KV_CACHE.set(key, null);
-    return null;
-  }
-  const kw = new Writer(key.length * 3 + (typeof v === 'string' ? v.length * 3 : 1) + 16);
-  kw.raw(keyField(key));
-  anyValue(kw, 2, v);
-  const bytes = kw.take();
-  values.set(v, bytes);
-  return bytes;
-}
-
 function attributes(w: Writer, field: number, attrs: SpanAttrs): void {
-  for (let i = 0; i < attrs.length; i += 2) {
-    const v = attrs[i + 1];
-    if (v === undefined || v === null) continue;
-    const key = attrs[i] as string;
-    if (typeof v === 'string' || typeof v === 'boolean') {
-      const kvBytes = cachedKeyValue(key, v);
-      if (kvBytes) {
-        w.tag(field, 2);
-        w.varint(kvBytes.length);
-        w.raw(kvBytes);
-        continue;
-      }
-    }
-    const kv = w.open(field);
-    w.raw(keyField(key));
-    anyValue(w, 2, v);
-    w.close(kv);
-  }
+  for (let i = 0; i < attrs.length; i += 2) attribute(w, field, attrs[i] as string, attrs[i + 1]);
 }
 
-function span(w: Writer, s: SpanData): void {
+function attribute(w: Writer, field: number, key: string, v: AttrValue | null | undefined): void {
+  if (v === undefined || v === null) return;
+  const kv = w.open(field);
+  w.raw(keyField(key));
+  anyValue(w, 2, v);
+  w.close(kv);
+}
+
+/**
+ * The attributes of the last span of one kind: where their bytes lie in the batch buffer, and where each pair's
+ * field ends. Spans of one kind list the same keys in the same order, and consecutive exchanges repeat most values
+ * (provider, server, upstream, model, status, outcome...): a run of pairs equal to the last span's is copied from
+ * its bytes, which is far cheaper than encoding them again.
+ */
+interface LastAttrs {
+  attrs: SpanAttrs | null;
+  /** offset of the first attribute field in the batch buffer */
+  start: number;
+  /** the batch they were written in: once taken, the bytes are gone */
+  batch: number;
+  /** ends[j]: bytes from start to the end of pair j's field (a pair with no value has none) */
+  ends: Int32Array;
+  /** the ends of the list being written, swapped in after */
+  next: Int32Array;
+}
+
+function newLastAttrs(): LastAttrs {
+  return { attrs: null, start: 0, batch: -1, ends: new Int32Array(64), next: new Int32Array(64) };
+}
+
+function sameValue(a: SpanAttrs[number], b: SpanAttrs[number]): boolean {
+  if (a === b) return true;
+  if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** The attribute fields of `attrs`, copying every run of pairs equal to the last list's from its bytes. */
+function attributesAfter(w: Writer, field: number, attrs: SpanAttrs, last: LastAttrs, batch: number): void {
+  const n = attrs.length >> 1;
+  if (last.next.length < n) last.next = new Int32Array(2 * n);
+  const ends = last.next;
+  // The same array again may have been changed since: nothing is taken from it.
+  const prev = last.batch === batch && last.attrs !== attrs ? last.attrs : null;
+  const prevN = prev ? prev.length >> 1 : 0;
+  const prevEnds = last.ends;
+  const start = w.pos;
+  let run = -1;
+  for (let j = 0; j <= n; j++) {
+    if (j < n && j < prevN && attrs[2 * j] === prev![2 * j] && sameValue(attrs[2 * j + 1], prev![2 * j + 1])) {
+      if (run < 0) run = j;
+      continue;
+    }
+    if (run >= 0) {
+      // Pairs run..j-1 are the last list's: their bytes are copied (never overlapping: they lie before w.pos).
+      const from = last.start + (run > 0 ? prevEnds[run - 1]! : 0);
+      const len = last.start + prevEnds[j - 1]! - from;
+      w.ensure(len);
+      const b = w.buf;
+      const at = w.pos;
+      if (len < 64) for (let k = 0; k < len; k++) b[at + k] = b[from + k]!;
+      else b.copyWithin(at, from, from + len);
+      const shift = at - start - (from - last.start);
+      for (let k = run; k < j; k++) ends[k] = prevEnds[k]! + shift;
+      w.pos = at + len;
+      run = -1;
+    }
+    if (j < n) {
+      attribute(w, field, attrs[2 * j] as string, attrs[2 * j + 1]);
+      ends[j] = w.pos - start;
+    }
+  }
+  last.next = prevEnds;
+  last.ends = ends;
+  last.attrs = attrs;
+  last.start = start;
+  last.batch = batch;
+}
+
+/** Per batch encoder: the last span's attributes by span kind, and which batch is being written. */
+interface SpanContext {
+  byKind: LastAttrs[];
+  batch: number;
+}
+
+function span(w: Writer, s: SpanData, c: SpanContext): void {
   const start = w.open(2);
   w.hexBytes(1, s.traceId);
   w.hexBytes(2, s.spanId);
@@ -273,7 +312,8 @@ function span(w: Writer, s: SpanData): void {
   w.varint(s.kind + 1);
   w.nanos(7, s.start);
   w.nanos(8, s.end);
-  attributes(w, 9, s.attributes);
+  const last = (c.byKind[s.kind] ??= newLastAttrs());
+  attributesAfter(w, 9, s.attributes, last, c.batch);
   for (const e of s.events) {
     const ev = w.open(11);
     w.nanos(1, e.at);
@@ -295,7 +335,8 @@ function span(w: Writer, s: SpanData): void {
   w.ensure(4);
   w.buf.writeUInt32LE(0x101 | (s.parentRemote ? 0x200 : 0), w.pos);
   w.pos += 4;
-  w.close(start);
+  // A span longer than 127 bytes moves to make room for its length: its attributes with it.
+  last.start += w.close(start);
 }
 
 /**
@@ -349,14 +390,17 @@ export function createProtobufBatchEncoder(ctx: EncodeContext): SpanBatchEncoder
   const lent = new WeakSet<ArrayBufferLike>();
   const w = new Writer(BATCH_BUFFER_SIZE);
   w.pos = gap;
+  const c: SpanContext = { byKind: [], batch: 0 };
 
   return {
     append(s) {
       const at = w.pos;
       try {
-        span(w, s);
+        span(w, s, c);
       } catch (err) {
+        // What the failed span wrote is given back: no later span may copy from it.
         w.pos = at;
+        c.batch++;
         throw err;
       }
     },
@@ -379,6 +423,7 @@ export function createProtobufBatchEncoder(ctx: EncodeContext): SpanBatchEncoder
       const next = spare.pop();
       w.buf = next ?? Buffer.allocUnsafe(Math.max(BATCH_BUFFER_SIZE, w.buf.length));
       w.pos = gap;
+      c.batch++;
       return body;
     },
     release(body) {

@@ -56,6 +56,8 @@ export interface TelemetrySdk {
   serveMetrics: ((req: http.IncomingMessage, res: http.ServerResponse) => void) | null;
   /** where the Prometheus exporter's own listener really listens (port 0 resolved), null when it is off or could not bind */
   prometheusUrl: string | null;
+  /** `fn` runs first whenever spans are flushed (forceFlush, shutdown): spans still to be built are built then */
+  beforeFlush(fn: () => void): void;
   forceFlush(): Promise<void>;
   /** flushes and stops, bounded in time so a dead collector cannot hold shutdown */
   shutdown(): Promise<void>;
@@ -203,6 +205,16 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
   const meterProvider = new MeterProvider({ resource, readers });
 
   let stopped: Promise<void> | null = null;
+  const before: Array<() => void> = [];
+  const runBefore = (): void => {
+    for (const fn of before) {
+      try {
+        fn();
+      } catch (err) {
+        opts.warn(`telemetry: spans still to be built before a flush could not be: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  };
   return {
     emitSpan,
     spanGate,
@@ -212,10 +224,15 @@ export async function startTelemetrySdk(settings: TelemetrySettings, opts: SdkOp
     failures,
     serveMetrics,
     prometheusUrl,
+    beforeFlush(fn) {
+      before.push(fn);
+    },
     async forceFlush() {
+      runBefore();
       await withLimit(Promise.allSettled([flushTraces(), meterProvider.forceFlush()]), SHUTDOWN_LIMIT_MS);
     },
     shutdown() {
+      if (!stopped) runBefore();
       stopped ??= (async () => {
         for (const s of listeners) {
           s.close();

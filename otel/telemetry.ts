@@ -36,17 +36,19 @@ export async function startTelemetry(settings: TelemetrySettings, opts: Telemetr
   const sdk = await startTelemetrySdk(settings, { ...opts, metricProducers: [...(opts.metricProducers ?? []), metrics.producer] });
   createInstruments(sdk.meter, { activeRequests: opts.activeRequests, failures: sdk.failures, observedCounters: opts.observedCounters });
   const content = sdk.tracing ? createContentCollector(settings.content) : null;
-  return {
-    sdk,
-    spans: createSpanRecorder({
-      content: settings.content,
-      emit: sdk.emitSpan,
-      gate: sdk.spanGate,
-      sample: sdk.sample,
-      onUpstream: opts.onUpstream,
-      takeContent: content ? (id, stream) => content.take(id, stream) : undefined,
-    }),
-    metrics,
-    content,
-  };
+  let spanFailures = 0;
+  const spans = createSpanRecorder({
+    content: settings.content,
+    emit: sdk.emitSpan,
+    gate: sdk.spanGate,
+    sample: sdk.sample,
+    onUpstream: opts.onUpstream,
+    takeContent: content ? (id, stream) => content.take(id, stream) : undefined,
+    onError: (err) => {
+      // A bug, not a collector's failure: the exchange's spans are left out, and said once.
+      if (++spanFailures === 1) opts.warn(`telemetry: an exchange's spans could not be built and are left out (not logged again): ${err instanceof Error ? err.message : String(err)}`);
+    },
+  });
+  sdk.beforeFlush(spans.flush);
+  return { sdk, spans, metrics, content };
 }

@@ -81,9 +81,10 @@ export function createExchangeBus(onFirstFailure: (f: TapFailure) => void): Exch
     scheduled = false;
     const batch = queue;
     queue = [];
-    for (const record of batch) {
-      for (const tap of taps) {
-        if (!tap.onEnd) continue;
+    // Tap by tap, each over the whole batch: one tap's code and data stay in the CPU's caches from record to record.
+    for (const tap of taps) {
+      if (!tap.onEnd) continue;
+      for (const record of batch) {
         try {
           const r = tap.onEnd(record);
           if (r && typeof (r as Promise<void>).then === 'function') {

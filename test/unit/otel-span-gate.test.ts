@@ -123,12 +123,38 @@ describe('span recorder with a gate', () => {
     assert.deepEqual(skipped, [2, 1], 'a request llmtap answered itself has one span');
   });
 
-  it('builds and emits both spans when an exporter wants them', () => {
+  it('builds and emits both spans when an exporter wants them, once the turn\'s I/O is done, or at flush()', async () => {
     const { r, emitted, skipped } = recorder(true);
     const spans = r.begin('POST', '/v1/chat/completions', {});
     spans.upstream(CALL);
     spans.end(RECORD);
+    assert.equal(emitted.length, 0, 'not built yet: ended exchanges are built together');
+    await new Promise((resolve) => setImmediate(resolve));
     assert.deepEqual(emitted.map((s) => s.name), ['chat gpt-4o-mini', 'POST /v1/chat/completions']);
     assert.deepEqual(skipped, []);
+
+    const more = [1, 2, 3].map(() => r.begin('POST', '/v1/chat/completions', {}));
+    for (const m of more) {
+      m.upstream(CALL);
+      m.end(RECORD);
+    }
+    r.flush();
+    assert.equal(emitted.length, 8, 'flush() builds every exchange ended so far, at once');
+    assert.deepEqual(new Set(emitted.slice(2).map((s) => s.traceId)), new Set(more.map((m) => m.traceId)));
+  });
+
+  it('a span that cannot be built is reported and left out; the exchanges ended with it are built', () => {
+    const errors: unknown[] = [];
+    const emitted: SpanData[] = [];
+    const r = createSpanRecorder({ content: 'NO_CONTENT', emit: (s) => void emitted.push(s), sample: () => true, onError: (e) => void errors.push(e) });
+    const good = r.begin('POST', '/v1/chat/completions', {});
+    good.upstream(CALL);
+    const bad = r.begin('POST', '/v1/chat/completions', {});
+    bad.upstream(CALL);
+    bad.end({ ...RECORD, usage: null } as unknown as TelemetryExchange);
+    good.end(RECORD);
+    r.flush();
+    assert.equal(errors.length, 1);
+    assert.deepEqual(emitted.map((s) => s.traceId), [good.traceId, good.traceId]);
   });
 });
