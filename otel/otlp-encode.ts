@@ -344,6 +344,7 @@ function span(w: Writer, s: SpanData, c: SpanContext): void {
  * and the garbage collector never copies or promotes them while they wait for their batch.
  */
 export interface SpanBatchEncoder {
+  /** a finished span: neither it nor its attribute list may change after (a later span's attributes may be copied from its bytes) */
   append(span: SpanData): void;
   /** the ExportTraceServiceRequest of every span appended since the last take, and a fresh batch */
   take(): Buffer;
