@@ -3,6 +3,7 @@ import type { ExchangeStart } from '../exchange/bus.ts';
 import type { ByteCounts, ExchangeRecord, Timings, TokenUsage } from '../exchange/record.ts';
 import { boolField, createOut, head, key, mapStart, nil, num, numField, raw, room, text, textField, value, type Out } from './cbor-write.ts';
 import { writeHeaders, type RawHeaders, type RedactSet } from './redact.ts';
+import { keptPart, writeKept } from './repeats.ts';
 
 // Timings, usage and byte counts as maps of known fields, read by name (monomorphic loads, no key iteration).
 // Each key list is checked complete by the compiler: a field added to the record is a field written.
@@ -89,6 +90,56 @@ const K = {
   usageInjected: key('usageInjected'),
   dropped: key('dropped'),
 };
+const UPSTREAM_NAME = mapStart(2, key('name'));
+const K_URL = key('url');
+
+/** The upstream as {name, url}; anything else (a caller outside the types) as plain data. */
+function upstreamField(o: Out, u: { name: string; url: string } | null | undefined): void {
+  if (u === null || typeof u !== 'object') return value(o, u);
+  raw(o, UPSTREAM_NAME);
+  textField(o, u.name);
+  raw(o, K_URL);
+  textField(o, u.url);
+}
+
+// Each record writes first what is new every time (id, times), then the fields consecutive exchanges mostly share,
+// kept as last written (repeats.ts), then the rest. The order of a map's pairs carries no meaning in the format.
+const requestCommon = keptPart();
+const endCommon = keptPart();
+const requestHeaders = keptPart();
+const responseHeaders = keptPart();
+
+function writeRequestCommon(o: Out, s: ExchangeStart): void {
+  raw(o, K.method);
+  textField(o, s.method);
+  raw(o, K.url);
+  textField(o, s.url);
+  raw(o, K.dialect);
+  textField(o, s.dialect);
+  raw(o, K.upstream);
+  upstreamField(o, s.upstream);
+  raw(o, K.model);
+  textField(o, s.model);
+  raw(o, K.stream);
+  boolField(o, s.stream);
+  raw(o, K.operation);
+  textField(o, s.operation);
+}
+
+/** The header map with its key; its bytes depend on the names and values in order, and on what is redacted. */
+function headersField(o: Out, h: RawHeaders, redacted: RedactSet, kept: typeof requestHeaders): void {
+  const values: unknown[] = [redacted];
+  for (const name in h) {
+    const v = h[name];
+    if (v !== undefined) values.push(name, v);
+  }
+  writeKept(o, kept, values, writeHeadersField, { h, redacted });
+}
+
+function writeHeadersField(o: Out, a: { h: RawHeaders; redacted: RedactSet }): void {
+  raw(o, K.headers);
+  writeHeaders(o, a.h, a.redacted);
+}
 
 /** The request record (format.ts RequestRecord) from the relay's start event; bytes at o.buf[0, o.p). */
 export function writeRequest(o: Out, s: ExchangeStart, wall: number, bodies: boolean, redacted: RedactSet): void {
@@ -98,22 +149,9 @@ export function writeRequest(o: Out, s: ExchangeStart, wall: number, bodies: boo
   textField(o, s.startedAt);
   raw(o, K.wall);
   numField(o, wall);
-  raw(o, K.method);
-  textField(o, s.method);
-  raw(o, K.url);
-  textField(o, s.url);
-  raw(o, K.dialect);
-  textField(o, s.dialect);
-  raw(o, K.upstream);
-  value(o, s.upstream);
-  raw(o, K.model);
-  textField(o, s.model);
-  raw(o, K.stream);
-  boolField(o, s.stream);
-  raw(o, K.operation);
-  textField(o, s.operation);
-  raw(o, K.headers);
-  writeHeaders(o, s.requestHeaders, redacted);
+  const up = s.upstream;
+  writeKept(o, requestCommon, [s.method, s.url, s.dialect, up?.name, up?.url, up === null || typeof up !== 'object' ? up : true, s.model, s.stream, s.operation], writeRequestCommon, s);
+  headersField(o, s.requestHeaders, redacted, requestHeaders);
   raw(o, K.body);
   const body = s.requestBody;
   if (bodies && body) {
@@ -136,20 +174,12 @@ export function writeResponse(o: Out, id: string, at: number, wall: number, stat
   numField(o, wall);
   raw(o, K.status);
   numField(o, status);
-  raw(o, K.headers);
-  writeHeaders(o, headers, redacted);
+  headersField(o, headers, redacted, responseHeaders);
 }
 
 const END_START = mapStart(25, key('type', 'end'), key('id'));
 
-/** The end record (format.ts EndRecord) from the exchange's record. */
-export function writeEnd(o: Out, r: ExchangeRecord, wall: number, dropped: number): void {
-  raw(o, END_START);
-  textField(o, r.id);
-  raw(o, K.wall);
-  numField(o, wall);
-  raw(o, K.time);
-  textField(o, r.startedAt);
+function writeEndCommon(o: Out, r: ExchangeRecord): void {
   raw(o, K.method);
   textField(o, r.method);
   raw(o, K.url);
@@ -157,15 +187,13 @@ export function writeEnd(o: Out, r: ExchangeRecord, wall: number, dropped: numbe
   raw(o, K.dialect);
   textField(o, r.dialect);
   raw(o, K.upstream);
-  value(o, r.upstream);
+  upstreamField(o, r.upstream);
   raw(o, K.operation);
   textField(o, r.operation);
   raw(o, K.model);
   textField(o, r.model);
   raw(o, K.responseModel);
   textField(o, r.responseModel);
-  raw(o, K.responseId);
-  textField(o, r.responseId);
   raw(o, K.stream);
   boolField(o, r.stream);
   raw(o, K.status);
@@ -180,6 +208,30 @@ export function writeEnd(o: Out, r: ExchangeRecord, wall: number, dropped: numbe
   value(o, r.finishReasons);
   raw(o, K.streamComplete);
   boolField(o, r.streamComplete);
+  raw(o, K.usageInjected);
+  boolField(o, r.usageInjected);
+}
+
+/** The end record (format.ts EndRecord) from the exchange's record. */
+export function writeEnd(o: Out, r: ExchangeRecord, wall: number, dropped: number): void {
+  raw(o, END_START);
+  textField(o, r.id);
+  raw(o, K.wall);
+  numField(o, wall);
+  raw(o, K.time);
+  textField(o, r.startedAt);
+  const up = r.upstream;
+  const finish = r.finishReasons;
+  writeKept(
+    o,
+    endCommon,
+    // finishReasons is compared item by item: an array of anything but strings (outside the types) is written afresh.
+    [r.method, r.url, r.dialect, up?.name, up?.url, up === null || typeof up !== 'object' ? up : true, r.operation, r.model, r.responseModel, r.stream, r.status, r.outcome, r.errorType, r.errorMessage, Array.isArray(finish) && finish.every((f) => typeof f === 'string') ? finish : {}, r.streamComplete, r.usageInjected],
+    writeEndCommon,
+    r,
+  );
+  raw(o, K.responseId);
+  textField(o, r.responseId);
   raw(o, K.timings);
   timings(o, r.timings);
   raw(o, K.usage);
@@ -188,8 +240,6 @@ export function writeEnd(o: Out, r: ExchangeRecord, wall: number, dropped: numbe
   byteCounts(o, r.bytes);
   raw(o, K.traceId);
   textField(o, r.traceId);
-  raw(o, K.usageInjected);
-  boolField(o, r.usageInjected);
   raw(o, K.dropped);
   numField(o, dropped);
 }

@@ -283,6 +283,41 @@ describe('the hand-written request, response and end records', () => {
     assert.deepEqual(decodeItem(encoded((o) => writeEnd(o, record, end.wall, 3))), decodeItem(encodeRecord(end)));
   });
 
+  it('decode right record after record while the parts they share with the last one change one field at a time', () => {
+    // The shared parts (method, path, upstream, model, outcome..., headers) are copied from the last record while
+    // they repeat: each change below must be written afresh, and a change back must not bring stale bytes.
+    const { params: _p, notes: _n, ...base } = record;
+    const ends: Array<Partial<ExchangeRecord>> = [
+      {}, {}, { method: 'PUT' }, { url: '/v1/other' }, { dialect: 'anthropic' }, { upstream: { name: 'b', url: 'http://127.0.0.1:2' } }, { upstream: { name: 'b', url: 'http://127.0.0.1:3' } },
+      { operation: null }, { model: 'm2' }, { responseModel: 'rm' }, { stream: true }, { status: 429 }, { outcome: 'client_aborted' }, { errorType: 'E' }, { errorMessage: null },
+      { finishReasons: ['stop'] }, { finishReasons: ['length', 'stop'] }, { finishReasons: [] }, { streamComplete: false }, { usageInjected: true }, { responseId: 'r-2' }, {}, {},
+    ];
+    const mutable = ['stop'];
+    ends.push({ finishReasons: mutable }, {});
+    for (const [i, over] of ends.entries()) {
+      if (i === ends.length - 1) mutable[0] = 'length';
+      const r = { ...base, ...over, ...(i === ends.length - 1 ? { finishReasons: mutable } : {}) } as unknown as ExchangeRecord;
+      const { startedAt, ...rest } = r as ExchangeRecord & { params?: unknown; notes?: unknown };
+      const want = { type: 'end', ...omit(rest as never, 'params' as never, 'notes' as never), time: startedAt, wall: 1000 + i, dropped: i } as unknown as EndRecord;
+      assert.deepEqual(decodeItem(encoded((o) => writeEnd(o, r, 1000 + i, i))), decodeItem(encodeRecord(want)), `end record ${i}: ${JSON.stringify(over)}`);
+    }
+    const starts: Array<Partial<ExchangeStart>> = [{}, {}, { model: 'x' }, { stream: false }, { operation: 'chat' }, { url: '/u' }, { url: '/u', upstream: { name: 'openai', url: 'http://127.0.0.1:9' } }, { requestHeaders: { a: '1' } }, { requestHeaders: { a: '2' } }, { requestHeaders: { b: '2' } },
+      { requestHeaders: { a: '1', b: '2' } }, { requestHeaders: { b: '2', a: '1' } }, { requestHeaders: { a: ['1', '2'] } }, { requestHeaders: { a: ['1', '3'] } }, { requestHeaders: { authorization: 'sk-2' } }, {}];
+    for (const [i, over] of starts.entries()) {
+      const s = { ...start, ...over } as ExchangeStart;
+      const headers = Object.fromEntries(Object.entries(s.requestHeaders).map(([k, v]) => [k, k === 'authorization' ? REDACTED : v]));
+      const want: RequestRecord = { type: 'request', ...omit(s, 'requestHeaders', 'requestBody', 'startedAt'), time: s.startedAt, wall: i, headers, body: s.requestBody, bodySize: 18 };
+      const bytes = encoded((o) => writeRequest(o, s, i, true, redacted));
+      assert.deepEqual(norm(decodeItem(bytes)), norm(decodeItem(encodeRecord(want))), `request record ${i}: ${JSON.stringify(over).slice(0, 80)}`);
+      assert.equal(bytes.indexOf('sk-'), -1);
+    }
+    // The same headers under another redaction list are written afresh.
+    const h = { 'x-secret': 's3cret', 'content-type': 'text/plain' };
+    const plain = decodeItem(encoded((o) => writeResponse(o, 'r', 1, 2, 200, h, redacted))) as ResponseRecord;
+    const hidden = decodeItem(encoded((o) => writeResponse(o, 'r', 1, 2, 200, h, new Set([...CREDENTIAL_HEADERS, 'x-secret'])))) as ResponseRecord;
+    assert.deepEqual([plain.headers['x-secret'], hidden.headers['x-secret']], ['s3cret', REDACTED]);
+  });
+
   it('writes a record with missing fields as nulls instead of failing', () => {
     const back = decodeItem(encoded((o) => writeEnd(o, { id: 'x', timings: {}, usage: {}, bytes: {}, finishReasons: [] } as never, 1, 0))) as Record<string, unknown>;
     assert.equal(back.type, 'end');
