@@ -32,6 +32,7 @@ const DEFAULTS = {
   warmupS: 2,
   // Many short rounds: the checks pair each round's slices, and the median of 8 rounds shrugs off a noisy one or two.
   slices: 8,
+  settleMs: 500,
   llmtapEntry: join(ROOT, 'scripts', 'llmtap.mjs'),
 } as const;
 
@@ -405,7 +406,7 @@ function isLoadResult(value: unknown): value is LoadResult {
 }
 
 async function runLoad(fleet: Fleet, plan: LoadPlan): Promise<LoadResult> {
-  const perRunS = plan.durationS + plan.warmupS + plan.slices;
+  const perRunS = plan.durationS + plan.warmupS + plan.slices * (1 + plan.settleMs / 1000);
   // Throughput runs, the ttfb loop's own 120 s cap, and start-up: past this the load generator is hung.
   const timeoutMs = (plan.targets.length * 2 * perRunS + 120 + 60) * 1000;
   const { child } = fleet.spawn('load', CPU.load, { args: benchScript('load.ts'), env: { [PLAN_ENV]: JSON.stringify(plan) } }, 'job');
@@ -506,8 +507,9 @@ async function main(argv: string[]): Promise<number> {
       ttfbRequests: options.ttfbRequests,
       ttfbWarmup: DEFAULTS.ttfbWarmup,
       slices: DEFAULTS.slices,
+      settleMs: DEFAULTS.settleMs,
     };
-    const aboutS = Math.ceil(targets.length * 2 * (options.durationS + DEFAULTS.warmupS) + targets.length * 0.003 * (options.ttfbRequests + DEFAULTS.ttfbWarmup));
+    const aboutS = Math.ceil(targets.length * 2 * (options.durationS + DEFAULTS.warmupS + (DEFAULTS.slices * DEFAULTS.settleMs) / 1000) + targets.length * 0.003 * (options.ttfbRequests + DEFAULTS.ttfbWarmup));
     process.stderr.write(`bench: ${['upstream', ...targets.filter((t) => t.origin !== upstreamUrl).map((t) => t.name)].join(', ')} up; running for about ${aboutS} s\n`);
     const result = await runLoad(fleet, plan);
 

@@ -27,6 +27,8 @@ const PlanSchema = z.object({
   ttfbWarmup: z.number().int().min(0).max(1000),
   /** each throughput run is cut into this many slices, targets taken A B … B A, A B … */
   slices: z.number().int().min(1).max(20),
+  /** a pause before each measured slice, so what the last target still does once its load stops is not counted against the next one */
+  settleMs: z.number().int().min(0).max(10_000).default(0),
 });
 export type LoadPlan = z.infer<typeof PlanSchema>;
 
@@ -192,6 +194,9 @@ async function throughput(plan: LoadPlan, run: 'nonStreaming' | 'streaming'): Pr
       // Each target's unmeasured warm-up runs right before its first slice: warmed all at once up front, every
       // target then sat idle while the others warmed, and the first round came out far below the later ones.
       if (round === 0 && plan.warmupS > 0) await cannon(plan.targets[t]!.origin, REQUEST_BODIES[run], plan.warmupS, plan.connections, null);
+      // A target whose load just stopped still collects garbage, exports spans, writes captures: on the servers' CPU,
+      // that work would count against whichever target comes next, and the ratio of a pair with it.
+      if (plan.settleMs > 0) await new Promise((resolve) => setTimeout(resolve, plan.settleMs));
       const slice = await cannon(plan.targets[t]!.origin, REQUEST_BODIES[run], plan.durationS / plan.slices, plan.connections, samples[t]!, plan.targets[t]!.pids);
       slices[t]!.push(slice);
     }
