@@ -3,7 +3,7 @@ import type { ExchangeStart } from '../exchange/bus.ts';
 import type { ByteCounts, ExchangeRecord, Timings, TokenUsage } from '../exchange/record.ts';
 import { boolField, createOut, head, key, mapStart, nil, num, numField, raw, room, text, textField, value, type Out } from './cbor-write.ts';
 import { writeHeaders, type RawHeaders, type RedactSet } from './redact.ts';
-import { keptPart, writeKept } from './repeats.ts';
+import { keptPart, writeKept, type KeptPart } from './repeats.ts';
 
 // Timings, usage and byte counts as maps of known fields, read by name (monomorphic loads, no key iteration).
 // Each key list is checked complete by the compiler: a field added to the record is a field written.
@@ -127,7 +127,7 @@ function writeRequestCommon(o: Out, s: ExchangeStart): void {
 }
 
 /** The header map with its key; its bytes depend on the names and values in order, and on what is redacted. */
-function headersField(o: Out, h: RawHeaders, redacted: RedactSet, kept: typeof requestHeaders): void {
+function headersField(o: Out, h: RawHeaders, redacted: RedactSet, kept: KeptPart): void {
   const values: unknown[] = [redacted];
   for (const name in h) {
     const v = h[name];
