@@ -3,21 +3,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createJsonBatchEncoder, createProtobufBatchEncoder, type EncodeContext } from '../../otel/otlp-encode.ts';
 import { KIND, type AttrValue, type SpanAttrs, type SpanData } from '../../otel/span-data.ts';
+import { seededRandom as rng } from '../helpers/fixtures.ts';
 import { decodeOtlp, type Attrs, type ReceivedSpan } from '../helpers/otlp-receiver.ts';
 
 const CTX: EncodeContext = { resource: { 'service.name': 'llmtap', 'service.version': '1.2.3', 'host.name': 'h' }, scope: { name: 'llmtap', version: '1.2.3' } };
-
-/** A small deterministic generator (mulberry32), so a failure names a sequence that can be run again. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const hex = (r: () => number, n: number): string => Array.from({ length: n }, () => Math.floor(r() * 16).toString(16)).join('');
 
