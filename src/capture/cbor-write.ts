@@ -149,11 +149,6 @@ export function numField(o: Out, n: unknown): void {
   else value(o, n);
 }
 
-export function boolField(o: Out, v: unknown): void {
-  if (typeof v === 'boolean') bool(o, v);
-  else value(o, v);
-}
-
 /**
  * Any plain data: null, booleans, numbers, strings, byte arrays, arrays and objects (text keys, own enumerable
  * properties; undefined values are left out, as JSON would). For the small nested parts of a record.

@@ -1,7 +1,7 @@
 // The records written for every exchange (request, response, chunks, end), encoded by hand: the same CBOR maps as format.ts describes, at a fraction of a generic encoder's cost.
 import type { ExchangeStart } from '../exchange/bus.ts';
 import type { ByteCounts, ExchangeRecord, Timings, TokenUsage } from '../exchange/record.ts';
-import { boolField, createOut, head, key, mapStart, nil, num, numField, raw, room, text, textField, value, type Out } from './cbor-write.ts';
+import { createOut, head, key, mapStart, nil, num, numField, raw, room, text, textField, value, type Out } from './cbor-write.ts';
 import { writeHeaders, type RawHeaders, type RedactSet } from './redact.ts';
 import { keptPart, writeKept, type KeptPart } from './repeats.ts';
 
@@ -93,15 +93,6 @@ const K = {
 const UPSTREAM_NAME = mapStart(2, key('name'));
 const K_URL = key('url');
 
-/** The upstream as {name, url}; anything else (a caller outside the types) as plain data. */
-function upstreamField(o: Out, u: { name: string; url: string } | null | undefined): void {
-  if (u === null || typeof u !== 'object') return value(o, u);
-  raw(o, UPSTREAM_NAME);
-  textField(o, u.name);
-  raw(o, K_URL);
-  textField(o, u.url);
-}
-
 // Each record writes first what is new every time (id, times), then the fields consecutive exchanges mostly share,
 // kept as last written (repeats.ts), then the rest. The order of a map's pairs carries no meaning in the format.
 const requestCommon = keptPart();
@@ -109,22 +100,28 @@ const endCommon = keptPart();
 const requestHeaders = keptPart();
 const responseHeaders = keptPart();
 
-function writeRequestCommon(o: Out, s: ExchangeStart): void {
-  raw(o, K.method);
-  textField(o, s.method);
-  raw(o, K.url);
-  textField(o, s.url);
-  raw(o, K.dialect);
-  textField(o, s.dialect);
-  raw(o, K.upstream);
-  upstreamField(o, s.upstream);
-  raw(o, K.model);
-  textField(o, s.model);
-  raw(o, K.stream);
-  boolField(o, s.stream);
-  raw(o, K.operation);
-  textField(o, s.operation);
+/** The upstream among a part's values: [name, url] for the {name, url} object, anything else as it is. */
+function upstreamValue(u: { name: string; url: string } | null | undefined): unknown {
+  return u !== null && typeof u === 'object' ? [u.name, u.url] : u;
 }
+
+/** A part's fields, written from its values alone (so keeping the bytes by the values is safe); `upstream` is upstreamValue()'s. */
+function writeFields(o: Out, values: unknown[], keys: readonly Buffer[]): void {
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const v = values[i];
+    raw(o, k);
+    if (k === K.upstream && Array.isArray(v)) {
+      raw(o, UPSTREAM_NAME);
+      textField(o, v[0]);
+      raw(o, K_URL);
+      textField(o, v[1]);
+    } else value(o, v);
+  }
+}
+
+const REQUEST_COMMON = [K.method, K.url, K.dialect, K.upstream, K.model, K.stream, K.operation];
+const END_COMMON = [K.method, K.url, K.dialect, K.upstream, K.operation, K.model, K.responseModel, K.stream, K.status, K.outcome, K.errorType, K.errorMessage, K.finishReasons, K.streamComplete, K.usageInjected];
 
 /** The header map with its key; its bytes depend on the names and values in order, and on what is redacted. */
 function headersField(o: Out, h: RawHeaders, redacted: RedactSet, kept: KeptPart): void {
@@ -136,7 +133,7 @@ function headersField(o: Out, h: RawHeaders, redacted: RedactSet, kept: KeptPart
   writeKept(o, kept, values, writeHeadersField, { h, redacted });
 }
 
-function writeHeadersField(o: Out, a: { h: RawHeaders; redacted: RedactSet }): void {
+function writeHeadersField(o: Out, _values: unknown[], a: { h: RawHeaders; redacted: RedactSet }): void {
   raw(o, K.headers);
   writeHeaders(o, a.h, a.redacted);
 }
@@ -149,8 +146,7 @@ export function writeRequest(o: Out, s: ExchangeStart, wall: number, bodies: boo
   textField(o, s.startedAt);
   raw(o, K.wall);
   numField(o, wall);
-  const up = s.upstream;
-  writeKept(o, requestCommon, [s.method, s.url, s.dialect, up?.name, up?.url, up === null || typeof up !== 'object' ? up : true, s.model, s.stream, s.operation], writeRequestCommon, s);
+  writeKept(o, requestCommon, [s.method, s.url, s.dialect, upstreamValue(s.upstream), s.model, s.stream, s.operation], writeFields, REQUEST_COMMON);
   headersField(o, s.requestHeaders, redacted, requestHeaders);
   raw(o, K.body);
   const body = s.requestBody;
@@ -179,39 +175,6 @@ export function writeResponse(o: Out, id: string, at: number, wall: number, stat
 
 const END_START = mapStart(25, key('type', 'end'), key('id'));
 
-function writeEndCommon(o: Out, r: ExchangeRecord): void {
-  raw(o, K.method);
-  textField(o, r.method);
-  raw(o, K.url);
-  textField(o, r.url);
-  raw(o, K.dialect);
-  textField(o, r.dialect);
-  raw(o, K.upstream);
-  upstreamField(o, r.upstream);
-  raw(o, K.operation);
-  textField(o, r.operation);
-  raw(o, K.model);
-  textField(o, r.model);
-  raw(o, K.responseModel);
-  textField(o, r.responseModel);
-  raw(o, K.stream);
-  boolField(o, r.stream);
-  raw(o, K.status);
-  numField(o, r.status);
-  raw(o, K.outcome);
-  textField(o, r.outcome);
-  raw(o, K.errorType);
-  textField(o, r.errorType);
-  raw(o, K.errorMessage);
-  textField(o, r.errorMessage);
-  raw(o, K.finishReasons);
-  value(o, r.finishReasons);
-  raw(o, K.streamComplete);
-  boolField(o, r.streamComplete);
-  raw(o, K.usageInjected);
-  boolField(o, r.usageInjected);
-}
-
 /** The end record (format.ts EndRecord) from the exchange's record. */
 export function writeEnd(o: Out, r: ExchangeRecord, wall: number, dropped: number): void {
   raw(o, END_START);
@@ -220,16 +183,8 @@ export function writeEnd(o: Out, r: ExchangeRecord, wall: number, dropped: numbe
   numField(o, wall);
   raw(o, K.time);
   textField(o, r.startedAt);
-  const up = r.upstream;
-  const finish = r.finishReasons;
-  writeKept(
-    o,
-    endCommon,
-    // finishReasons is compared item by item: an array of anything but strings (outside the types) is written afresh.
-    [r.method, r.url, r.dialect, up?.name, up?.url, up === null || typeof up !== 'object' ? up : true, r.operation, r.model, r.responseModel, r.stream, r.status, r.outcome, r.errorType, r.errorMessage, Array.isArray(finish) && finish.every((f) => typeof f === 'string') ? finish : {}, r.streamComplete, r.usageInjected],
-    writeEndCommon,
-    r,
-  );
+  const values = [r.method, r.url, r.dialect, upstreamValue(r.upstream), r.operation, r.model, r.responseModel, r.stream, r.status, r.outcome, r.errorType, r.errorMessage, r.finishReasons, r.streamComplete, r.usageInjected];
+  writeKept(o, endCommon, values, writeFields, END_COMMON);
   raw(o, K.responseId);
   textField(o, r.responseId);
   raw(o, K.timings);

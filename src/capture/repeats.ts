@@ -25,12 +25,20 @@ function same(a: unknown, b: unknown): boolean {
   return true;
 }
 
+/** An array kept among the values is copied, and compared item by item: only arrays of plain values are kept. */
+function keepable(v: unknown): boolean {
+  if (!Array.isArray(v)) return true;
+  for (const item of v) if (item !== null && typeof item === 'object') return false;
+  return true;
+}
+
 /**
- * Writes the part `write(o, x)` would, whose bytes depend only on `values`: copied from `kept` when they equal the
- * values it was last written from, else written and kept. Arrays among the values are copied when kept, so a caller
- * changing one later cannot make stale bytes look current.
+ * Writes the part `write(o, values, x)` would, whose bytes depend only on `values`: copied from `kept` when they
+ * equal the values it was last written from, else written and kept. Arrays among the values are copied when kept, so
+ * a caller changing one later cannot make stale bytes look current; other objects are compared as themselves, and
+ * must not change.
  */
-export function writeKept<T>(o: Out, kept: KeptPart, values: unknown[], write: (o: Out, x: T) => void, x: T): void {
+export function writeKept<T>(o: Out, kept: KeptPart, values: unknown[], write: (o: Out, values: unknown[], x: T) => void, x: T): void {
   const last = kept.values;
   if (last !== null && kept.bytes !== null && last.length === values.length) {
     let i = 0;
@@ -38,10 +46,11 @@ export function writeKept<T>(o: Out, kept: KeptPart, values: unknown[], write: (
     if (i === values.length) return raw(o, kept.bytes);
   }
   scratch.p = 0;
-  write(scratch, x);
+  write(scratch, values, x);
   const bytes = Buffer.allocUnsafe(scratch.p);
   scratch.buf.copy(bytes, 0, 0, scratch.p);
-  kept.values = values.map((v) => (Array.isArray(v) ? [...(v as unknown[])] : v));
-  kept.bytes = bytes;
+  const keep = values.every(keepable);
+  kept.values = keep ? values.map((v) => (Array.isArray(v) ? [...(v as unknown[])] : v)) : null;
+  kept.bytes = keep ? bytes : null;
   raw(o, bytes);
 }

@@ -311,6 +311,13 @@ describe('the hand-written request, response and end records', () => {
       assert.deepEqual(norm(decodeItem(bytes)), norm(decodeItem(encodeRecord(want))), `request record ${i}: ${JSON.stringify(over).slice(0, 80)}`);
       assert.equal(bytes.indexOf('sk-'), -1);
     }
+    // An array of objects (outside the types) is never kept: one changed in place is written as it is now.
+    const item = { reason: 'stop' };
+    const odd = { ...base, finishReasons: [item] } as unknown as ExchangeRecord;
+    writeEnd(createOut(64), odd, 1, 0);
+    item.reason = 'length';
+    const back = decodeItem(encoded((o) => writeEnd(o, odd, 1, 0))) as { finishReasons: unknown };
+    assert.deepEqual(back.finishReasons, [{ reason: 'length' }]);
     // The same headers under another redaction list are written afresh.
     const h = { 'x-secret': 's3cret', 'content-type': 'text/plain' };
     const plain = decodeItem(encoded((o) => writeResponse(o, 'r', 1, 2, 200, h, redacted))) as ResponseRecord;
