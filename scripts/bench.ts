@@ -62,6 +62,8 @@ interface TargetDef {
   start: ((ctx: StartContext) => ChildSpec) | null;
   /** compare this candidate with another target instead of the reference, with its own throughput limit */
   against?: { target: string; ratio: number };
+  /** a control: the target it is a second copy of */
+  twin?: string;
 }
 
 function shortPath(file: string): string {
@@ -112,6 +114,8 @@ const TARGETS: readonly TargetDef[] = [
   // Full telemetry (issue 3): Prometheus metrics (own listener on a free port) and OTLP traces; within 10% of plain llmtap.
   { name: 'llmtap+otel', role: 'candidate', start: (ctx) => llmtap(otelEnv(ctx.otlpSinkUrl))(ctx), against: { target: 'llmtap', ratio: 0.9 } },
   { name: 'llmtap+otel (collector down)', role: 'candidate', start: (ctx) => llmtap(otelEnv(ctx.closedUrl))(ctx), against: { target: 'llmtap', ratio: 0.9 } },
+  // llmtap again, unchanged: how far this run's noise alone moves a ratio between two identical processes.
+  { name: 'llmtap (control)', role: 'control', start: llmtap(), twin: 'llmtap' },
 ];
 
 function otelEnv(endpoint: string): Record<string, string> {
@@ -522,6 +526,7 @@ async function main(argv: string[]): Promise<number> {
       ttfbRequests: options.ttfbRequests,
       roles: Object.fromEntries(options.targets.map((t) => [t.name, t.role])),
       against: Object.fromEntries(options.targets.flatMap((t) => (t.against && options.targets.some((o) => o.name === t.against!.target) ? [[t.name, t.against]] : []))),
+      controls: Object.fromEntries(options.targets.flatMap((t) => (t.twin && options.targets.some((o) => o.name === t.twin) ? [[t.name, t.twin]] : []))),
     });
     const deaths = [...fleet.deaths];
     const logNotes = fleet.serverLogNotes();

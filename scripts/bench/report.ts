@@ -1,8 +1,11 @@
 // Turns the load figures into the bench's verdict: the issue's targets checked, one table for people, JSON for machines.
 import type { LoadResult, RunFigures, RunName, TargetFigures } from './load.ts';
 
-/** How a target takes part in the report: candidates are checked against the reference. */
-export type Role = 'baseline' | 'reference' | 'candidate';
+/**
+ * How a target takes part in the report: candidates are checked against the reference; a control is a second copy
+ * of another target, whose ratio to it shows how far this machine moves a ratio between two identical processes.
+ */
+export type Role = 'baseline' | 'reference' | 'candidate' | 'control';
 
 export interface ReportMeta {
   node: string;
@@ -14,6 +17,8 @@ export interface ReportMeta {
   roles: Record<string, Role>;
   /** candidates compared with another target than the reference (telemetry vs plain llmtap), with their own ratio limit */
   against?: Record<string, { target: string; ratio: number }>;
+  /** controls and the target each is a copy of */
+  controls?: Record<string, string>;
 }
 
 /** A target of the issue. `ratio`: candidate req/s ÷ reference req/s ≥ limit; `delta`: candidate p50 − reference p50 ≤ limit ms. */
@@ -41,10 +46,21 @@ export interface CheckResult extends CheckSpec {
   spoiled: string | null;
 }
 
+/** A control's throughput ÷ its twin's, paired by round as the checks are: a ratio both would have without noise is 1. */
+export interface NoiseFigure {
+  run: RunName;
+  control: string;
+  twin: string;
+  value: number;
+  rounds: number[] | null;
+}
+
 export interface Report {
   meta: ReportMeta;
   targets: TargetFigures[];
   checks: CheckResult[];
+  /** the controls' ratios (no checks: they only tell how far noise alone moves a ratio in this run) */
+  noise: NoiseFigure[];
   /** true when there were checks and every one passed */
   pass: boolean;
 }
@@ -104,7 +120,14 @@ export function buildReport(result: LoadResult, meta: ReportMeta): Report {
       }
     }
   }
-  return { meta, targets: result.targets, checks, pass: checks.length > 0 && checks.every((c) => c.pass) };
+  const noise: NoiseFigure[] = [];
+  for (const [control, twin] of Object.entries(meta.controls ?? {})) {
+    const c = result.targets.find((t) => t.name === control);
+    const r = result.targets.find((t) => t.name === twin);
+    if (!c || !r) continue;
+    for (const run of ['nonStreaming', 'streaming'] as const) noise.push({ run, control, twin, ...pairedRatio(c.runs[run], r.runs[run]) });
+  }
+  return { meta, targets: result.targets, checks, noise, pass: checks.length > 0 && checks.every((c) => c.pass) };
 }
 
 /** Each ratio check's pair compared by CPU per request: reference µs ÷ candidate µs, the throughput ratio if both had the same CPU. */
@@ -135,6 +158,11 @@ function describeCheck(c: CheckResult, referenceName: string): string {
   return `${figure} (${limit}) ${c.pass ? 'PASS' : 'FAIL'}${c.spoiled ? ` (${c.spoiled})` : ''}${c.reference !== referenceName ? ` vs ${c.reference}` : ''}`;
 }
 
+function describeNoise(n: NoiseFigure): string {
+  const range = n.rounds ? ` [${fixed(Math.min(...n.rounds), 2)}–${fixed(Math.max(...n.rounds), 2)}]` : '';
+  return `${fixed(Math.round(n.value * 100) / 100, 2)}×${range} vs ${n.twin} (the same build: noise)`;
+}
+
 function table(rows: string[][], rightAligned: ReadonlySet<number>): string {
   const widths = rows[0]!.map((_, col) => Math.max(...rows.map((r) => (r[col] ?? '').length)));
   return rows
@@ -158,6 +186,7 @@ export function formatReport(report: Report): string {
       const unsteady = f.spread !== null && f.spread > UNSTEADY_SPREAD;
       if (unsteady) unsteadyRuns.push(`${RUN_LABEL[run]} ${t.name} ${Math.round(f.spread! * 100)}%`);
       const check = report.checks.find((c) => c.run === run && c.candidate === t.name);
+      const noise = report.noise.find((n) => n.run === run && n.control === t.name);
       rows.push([
         i === 0 ? RUN_LABEL[run] : '',
         t.name,
@@ -166,7 +195,7 @@ export function formatReport(report: Report): string {
         fixed(f.p50Ms, 2),
         fixed(f.p99Ms, 2),
         bad ? `${bad} !` : '0',
-        check ? describeCheck(check, reference) : '',
+        check ? describeCheck(check, reference) : noise ? describeNoise(noise) : '',
       ]);
     });
   }
@@ -181,6 +210,14 @@ export function formatReport(report: Report): string {
   if (atEqualCpu.length) {
     notes.push(
       `CPU µs/req: the servers' CPU time (proxy and upstream) per response. At equal CPU, throughput would compare as ${atEqualCpu.join(', ')}`,
+    );
+  }
+  if (report.noise.length) {
+    const worst = Math.max(...report.noise.map((n) => Math.abs(n.value - 1)));
+    const pairs = [...new Set(report.noise.map((n) => `${n.control} is ${n.twin} started twice`))].join('; ');
+    notes.push(
+      `noise: ${pairs}. Their ratio read ${report.noise.map((n) => `${fixed(n.value, 2)}× (${RUN_LABEL[n.run]})`).join(', ')}:`,
+      `  a ratio check within ±${fixed(worst, 2)} of its limit is within what this run's noise did to two identical processes`,
     );
   }
   if (unsteadyRuns.length) {

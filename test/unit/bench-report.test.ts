@@ -65,4 +65,33 @@ describe('bench report', () => {
     assert.deepEqual(pairedRatio(run(null, 900), run(null, 1000)), { value: 0.9, rounds: null });
     assert.deepEqual(pairedRatio(run([900, 950], 925), run([1000, 1000, 1000], 1000)), { value: 0.925, rounds: null });
   });
+
+  it('shows a control\'s ratio to its twin as the run\'s noise, and never checks it', () => {
+    const meta: ReportMeta = { ...META, roles: { ...META.roles, 'llmtap (control)': 'control' }, controls: { 'llmtap (control)': 'llmtap' } };
+    const report = buildReport(
+      {
+        targets: [
+          target('bare', run([100, 100, 100], 100), run([55, 55, 55], 55)),
+          target('llmtap', run([90, 90, 90], 90), run([50, 50, 50], 50)),
+          // The same build, one noisy round: 0.80, 1.00, 0.95 → median 0.95; streaming 1.10, 1.00, 1.04 → 1.04.
+          target('llmtap (control)', run([72, 90, 85.5], 82.5), run([55, 50, 52], 52.3)),
+        ],
+      } as LoadResult,
+      meta,
+    );
+    assert.deepEqual(
+      report.noise.map((n) => [n.run, n.control, n.twin, Math.round(n.value * 100) / 100]),
+      [
+        ['nonStreaming', 'llmtap (control)', 'llmtap', 0.95],
+        ['streaming', 'llmtap (control)', 'llmtap', 1.04],
+      ],
+    );
+    assert.equal(report.checks.some((c) => c.candidate === 'llmtap (control)'), false);
+    assert.equal(report.pass, true);
+    const text = formatReport(report);
+    const row = text.split('\n').find((l) => l.includes('llmtap (control)') && /^non-streaming|^\s/.test(l))!;
+    assert.match(row, /0\.95× \[0\.80–1\.00\] vs llmtap \(the same build: noise\)/, row);
+    assert.match(text, /noise: llmtap \(control\) is llmtap started twice\. Their ratio read 0\.95× \(non-streaming\), 1\.04× \(streaming\):/);
+    assert.match(text, /within ±0\.05 of its limit/);
+  });
 });
