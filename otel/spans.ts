@@ -116,8 +116,8 @@ function clientAttributes(call: TelemetryCall, x: TelemetryExchange, serverOf: R
 }
 
 interface Shared {
-  /** ended exchanges whose spans are not built yet: spans, record, content, spans, record, content... */
-  ended: Array<ExchangeSpans | TelemetryExchange | CapturedContent | null | undefined>;
+  /** ended exchanges whose spans are not built yet */
+  ended: ExchangeSpans[];
   scheduled: boolean;
   flush(): void;
   emit: ((span: SpanData) => void) | null;
@@ -139,6 +139,9 @@ class ExchangeSpans implements RequestSpans {
   private clientSpanId = '';
   private clientStartedAt = 0;
   private ended = false;
+  /** set by end(), read by build() */
+  private record: TelemetryExchange | null = null;
+  private given: CapturedContent | null | undefined = undefined;
 
   constructor(
     private readonly shared: Shared,
@@ -193,15 +196,19 @@ class ExchangeSpans implements RequestSpans {
       if (given === undefined) sh.takeContent?.(x.id, x.stream);
       return;
     }
-    sh.ended.push(this, x, given);
+    this.record = x;
+    this.given = given;
+    sh.ended.push(this);
     if (!sh.scheduled) {
       sh.scheduled = true;
       setImmediate(sh.flush);
     }
   }
 
-  build(x: TelemetryExchange, given: CapturedContent | null | undefined): void {
+  build(): void {
     const sh = this.shared;
+    const x = this.record!;
+    const given = this.given;
     const content = given !== undefined ? given : (sh.takeContent?.(x.id, x.stream) ?? null);
     const emit = sh.emit!;
     const call = this.call;
@@ -304,9 +311,9 @@ export function createSpanRecorder(opts: SpanRecorderOptions): SpanRecorder {
       const list = shared.ended;
       if (list.length === 0) return;
       shared.ended = [];
-      for (let i = 0; i < list.length; i += 3) {
+      for (const spans of list) {
         try {
-          (list[i] as ExchangeSpans).build(list[i + 1] as TelemetryExchange, list[i + 2] as CapturedContent | null | undefined);
+          spans.build();
         } catch (err) {
           onError?.(err);
         }
