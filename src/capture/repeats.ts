@@ -45,12 +45,17 @@ export function writeKept<T>(o: Out, kept: KeptPart, values: unknown[], write: (
     while (i < values.length && same(last[i], values[i])) i++;
     if (i === values.length) return raw(o, kept.bytes);
   }
+  if (!values.every(keepable)) {
+    // Nothing to keep: written straight into the record.
+    kept.values = null;
+    kept.bytes = null;
+    return write(o, values, x);
+  }
   scratch.p = 0;
   write(scratch, values, x);
   const bytes = Buffer.allocUnsafe(scratch.p);
   scratch.buf.copy(bytes, 0, 0, scratch.p);
-  const keep = values.every(keepable);
-  kept.values = keep ? values.map((v) => (Array.isArray(v) ? [...(v as unknown[])] : v)) : null;
-  kept.bytes = keep ? bytes : null;
+  kept.values = values.map((v) => (Array.isArray(v) ? [...(v as unknown[])] : v));
+  kept.bytes = bytes;
   raw(o, bytes);
 }
